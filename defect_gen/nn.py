@@ -1,0 +1,86 @@
+"""
+Small building blocks shared by the large and small UNets.
+"""
+
+import math
+
+import torch
+import torch.nn as nn
+
+
+class GroupNorm32(nn.GroupNorm):
+    """GroupNorm computed in float32 whatever the input dtype, then cast back."""
+
+    def forward(self, x):
+        return super().forward(x.float()).type(x.dtype)
+
+
+def normalization(channels):
+    """Give the UNets' normalisation layer: 32-group GroupNorm in float32."""
+    return GroupNorm32(32, channels)
+
+
+def conv_nd(dims, *args, **kwargs):
+    """Give a 1D, 2D or 3D convolution."""
+    if dims == 1:
+        return nn.Conv1d(*args, **kwargs)
+    if dims == 2:
+        return nn.Conv2d(*args, **kwargs)
+    if dims == 3:
+        return nn.Conv3d(*args, **kwargs)
+    raise ValueError(f"unsupported dimensions: {dims}")
+
+
+def avg_pool_nd(dims, *args, **kwargs):
+    """Give a 1D, 2D or 3D average pooling layer."""
+    if dims == 1:
+        return nn.AvgPool1d(*args, **kwargs)
+    if dims == 2:
+        return nn.AvgPool2d(*args, **kwargs)
+    if dims == 3:
+        return nn.AvgPool3d(*args, **kwargs)
+    raise ValueError(f"unsupported dimensions: {dims}")
+
+
+def linear(*args, **kwargs):
+    """Give a linear layer."""
+    return nn.Linear(*args, **kwargs)
+
+
+def zero_module(module):
+    """Give `module` back with its parameters set to zero (output layers start as the identity path)."""
+    for p in module.parameters():
+        p.detach().zero_()
+    return module
+
+
+def timestep_embedding(timesteps, dim, max_period=10000):
+    """
+    Give sinusoidal timestep embeddings, cosines first.
+
+    :param timesteps: a 1-D Tensor of N (possibly fractional) timesteps.
+    :param dim: the embedding width.
+    :return: an [N x dim] float32 Tensor.
+    """
+    half = dim // 2
+    freqs = torch.exp(
+        -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=timesteps.device) / half
+    )
+    args = timesteps[:, None].float() * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
+    return emb
+
+
+@torch.no_grad()
+def update_ema(target_params, source_params, rate=0.99):
+    """Move `target_params` towards `source_params` in place: target = rate * target + (1 - rate) * source."""
+    target_params = list(target_params)
+    source_params = [p.detach().to(t.dtype) for t, p in zip(target_params, source_params)]
+    torch._foreach_lerp_(target_params, source_params, 1.0 - rate)
+
+
+def count_parameters(model):
+    """Give the number of parameters of `model`."""
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,31 @@
+"""Shared test fixtures: the reference data in ../shared, and tiny model configs."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+sys.path.insert(0, str(REPO))
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def shared_path(*parts):
+    """Give a path inside ../shared, skipping the test when that folder is absent (not a CI condition)."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is not present")
+    return path
+
+
+@pytest.fixture(scope="session")
+def official_unets_tiny():
+    return torch.load(shared_path("reference", "official_unets_tiny.pt"), weights_only=False)
+
+
+@pytest.fixture(scope="session")
+def official_diffusion_reference():
+    return torch.load(shared_path("reference", "official_diffusion_reference.pt"), weights_only=False)
