@@ -139,7 +139,9 @@ def find_pairs(data_dir, *, num_defect=None, classes=None, num_image_train=None,
     return index
 
 
-def check_dataset(data_dir, *, num_defect=None, classes=None, num_image_train=None, check_files=True):
+def check_dataset(
+    data_dir, *, num_defect=None, classes=None, num_image_train=None, check_files=True
+):
     """
     Give (DatasetIndex or None, list of problem lines) for a dataset folder: every problem, not the first.
 
@@ -149,7 +151,9 @@ def check_dataset(data_dir, *, num_defect=None, classes=None, num_image_train=No
     data_dir = str(data_dir)
     if num_defect is not None and (int(num_defect) != num_defect or num_defect < 1):
         raise DatasetError(f"num_defect must be a positive integer, got {num_defect!r}")
-    if num_image_train is not None and (int(num_image_train) != num_image_train or num_image_train < 1):
+    if num_image_train is not None and (
+        int(num_image_train) != num_image_train or num_image_train < 1
+    ):
         raise DatasetError(f"num_image_train must be a positive integer, got {num_image_train!r}")
     if classes is not None:
         classes = [str(c) for c in classes]
@@ -172,7 +176,9 @@ def check_dataset(data_dir, *, num_defect=None, classes=None, num_image_train=No
         classes = list(classes) if classes is not None else all_types
         for defect_type, image_dir, _ in folders:
             if defect_type not in classes:
-                problems.append(f"{image_dir}: defect type {defect_type!r} is not in classes {classes}")
+                problems.append(
+                    f"{image_dir}: defect type {defect_type!r} is not in classes {classes}"
+                )
                 continue
             type_class[defect_type] = classes.index(defect_type) + 1
             if num_defect is not None and type_class[defect_type] > num_defect:
@@ -186,7 +192,9 @@ def check_dataset(data_dir, *, num_defect=None, classes=None, num_image_train=No
         if num_defect is None:
             num_defect = len(classes)
     elif classes is not None and num_defect is not None and len(classes) != num_defect:
-        problems.append(f"{data_dir}: classes names {len(classes)} classes but num_defect={num_defect}")
+        problems.append(
+            f"{data_dir}: classes names {len(classes)} classes but num_defect={num_defect}"
+        )
     max_value = num_defect if num_defect is not None else (len(classes) if classes else None)
 
     counts, candidates = {}, []
@@ -196,7 +204,10 @@ def check_dataset(data_dir, *, num_defect=None, classes=None, num_image_train=No
         counts[defect_type] = (num_images, len(selected))
         if num_image_train is not None and num_images < num_image_train:
             logger.warning(
-                "%s: %d images, fewer than num_image_train=%d", image_dir, num_images, num_image_train
+                "%s: %d images, fewer than num_image_train=%d",
+                image_dir,
+                num_images,
+                num_image_train,
             )
         candidates += [
             (defect_type, image, mask) for image, mask in selected if image is not None and mask
@@ -241,7 +252,9 @@ def check_dataset(data_dir, *, num_defect=None, classes=None, num_image_train=No
 
 
 def _log_index(index, type_class):
-    logger.info("dataset %s: layout %s, %d pairs selected", index.root, index.layout, len(index.pairs))
+    logger.info(
+        "dataset %s: layout %s, %d pairs selected", index.root, index.layout, len(index.pairs)
+    )
     logger.info(
         "class ids: %s", ", ".join(f"{k}={n}" for k, n in enumerate(index.classes, 1)) or "unknown"
     )
@@ -451,7 +464,9 @@ def _to_rgb(image, path):
         gray = (np.asarray(image).astype(np.uint16) >> 8).astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=2)
     if image.mode in ("I", "F"):
-        raise DatasetError(f"{path}: {image.mode}-mode (32-bit) image, expected 8-bit RGB or grayscale")
+        raise DatasetError(
+            f"{path}: {image.mode}-mode (32-bit) image, expected 8-bit RGB or grayscale"
+        )
     return np.asarray(image.convert("RGB"))
 
 
@@ -807,9 +822,14 @@ def write_official(index, out_dir):
     for pair in index.pairs:
         rgb, index_map = read_pair(pair, index)
         if index_map.size and index_map.max() > 255:
-            raise DatasetError(f"{pair.mask}: class {int(index_map.max())} does not fit an 8-bit mask")
+            raise DatasetError(
+                f"{pair.mask}: class {int(index_map.max())} does not fit an 8-bit mask"
+            )
         stem = posixpath.splitext(bf.basename(pair.image))[0]
-        for folder, array in (("test", rgb), ("converted_ground_truth", index_map.astype(np.uint8))):
+        for folder, array in (
+            ("test", rgb),
+            ("converted_ground_truth", index_map.astype(np.uint8)),
+        ):
             path = bf.join(out_dir, folder, pair.defect_type, stem + ".png")
             bf.makedirs(bf.dirname(path))
             with bf.BlobFile(path, "wb") as f:

@@ -20,7 +20,9 @@ from defect_gen.image_datasets import DatasetError  # noqa: E402
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument("data_dir", help="dataset folder (official, MVTec or Defect Spectrum layout)")
+    parser.add_argument(
+        "data_dir", help="dataset folder (official, MVTec or Defect Spectrum layout)"
+    )
     parser.add_argument("--num_defect", type=int, default=None, help="number of defect classes")
     parser.add_argument(
         "--classes", default=None, help="comma-separated defect types in class order (MVTec layout)"
@@ -41,7 +43,9 @@ def print_summary(index):
     print(f"num_defect: {index.num_defect if index.num_defect is not None else 'unknown'}")
     print("classes: " + (", ".join(f"{k}={n}" for k, n in enumerate(index.classes, 1)) or "none"))
     num_defect = index.num_defect or 0
-    header = f"{'defect type':<24} {'class ids':>10} {'images':>7} {'selected':>9} {'defect area %':>14}"
+    header = (
+        f"{'defect type':<24} {'class ids':>10} {'images':>7} {'selected':>9} {'defect area %':>14}"
+    )
     print(header)
     print("-" * len(header))
     for defect_type in index.defect_types:

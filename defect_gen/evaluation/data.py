@@ -123,45 +123,58 @@ def load_real_split(
     if num_train_per_type < 1:
         raise EvaluationError(f"--num_train_per_type must be at least 1, got {num_train_per_type}")
     kwargs = dict(num_defect=num_defect, classes=classes)
-    train_index = image_datasets.find_pairs(data_dir, num_image_train=num_train_per_type, **kwargs)
     full_index = image_datasets.find_pairs(data_dir, num_image_train=None, **kwargs)
+    # The same call the generator's training makes, so the split is exactly its selection.
+    train_index = image_datasets.find_pairs(
+        data_dir, num_image_train=num_train_per_type, check_files=False, **kwargs
+    )
     train_keys = {str(p.image) for p in train_index.pairs}
+    num_defect = full_index.num_defect
+    if not num_defect:
+        raise EvaluationError(
+            f"{data_dir}: cannot tell the number of defect classes (no defect pixels); "
+            "pass --num_defect"
+        )
+    classes = list(full_index.classes)[:num_defect]
+    classes += [f"class_{k}" for k in range(len(classes) + 1, num_defect + 1)]
 
+    ordered = sorted(full_index.pairs, key=lambda p: (p.defect_type, str(p.image)))
+    train_pairs = [p for p in ordered if str(p.image) in train_keys]
     val_pairs, val_count = [], {}
-    for pair in sorted(full_index.pairs, key=lambda p: (p.defect_type, str(p.image))):
+    for pair in ordered:
         if str(pair.image) in train_keys:
             continue
         if max_val is not None and val_count.get(pair.defect_type, 0) >= max_val:
             continue
         val_count[pair.defect_type] = val_count.get(pair.defect_type, 0) + 1
         val_pairs.append(pair)
-    types = sorted({p.defect_type for p in full_index.pairs})
-    for t in types:
+    for t in sorted({p.defect_type for p in ordered}):
         if not val_count.get(t):
-            logger.warning("defect type %s has no validation pairs left after the first %d", t,
-                           num_train_per_type)
+            logger.warning(
+                "defect type %s has no validation pairs left after the first %d",
+                t,
+                num_train_per_type,
+            )
     if not val_pairs:
         raise EvaluationError(
             f"{data_dir}: no validation pairs: every defect type has at most "
             f"{num_train_per_type} images (--num_train_per_type)"
         )
 
-    def read(pairs, index):
+    def read(pairs):
         decoded = []
         for pair in pairs:
-            image, mask = image_datasets.read_pair(pair, index)
+            image, mask = image_datasets.read_pair(pair, full_index)
             decoded.append(resize_pair(image, mask, resolution))
-        return _stack(decoded, [str(p.image) for p in pairs], [p.defect_type for p in pairs],
-                      resolution)
+        names, types = [str(p.image) for p in pairs], [p.defect_type for p in pairs]
+        return _stack(decoded, names, types, resolution)
 
-    train_pairs = sorted(train_index.pairs, key=lambda p: (p.defect_type, str(p.image)))
-    classes = list(full_index.classes)
     return RealSplit(
         classes=classes,
-        num_defect=len(classes),
+        num_defect=num_defect,
         layout=str(full_index.layout),
-        train=read(train_pairs, train_index),
-        val=read(val_pairs, full_index),
+        train=read(train_pairs),
+        val=read(val_pairs),
     )
 
 
@@ -223,7 +236,7 @@ def load_synthetic(folder, *, num_defect, resolution, max_count=None):
         if mask.size and (mask.min() < 0 or mask.max() > num_defect):
             raise EvaluationError(
                 f"{mask_path}: mask value {int(mask.max())} exceeds num_defect={num_defect} "
-                f"(classes 0..{num_defect})"
+                f"(classes 0..{num_defect}; pass --num_defect if the real data show fewer classes)"
             )
         decoded.append(resize_pair(np.asarray(image.convert("RGB")), mask, resolution))
         names.append(image_path)

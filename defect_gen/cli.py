@@ -1,0 +1,36 @@
+"""
+What the command-line scripts share: user errors become one `error:` line and exit code 2.
+"""
+
+import sys
+
+from .config import ConfigError
+from .fileio import CheckpointError
+from .image_datasets import DatasetError
+from .train_util import TrainingError
+
+USER_ERRORS = (ConfigError, DatasetError, CheckpointError, TrainingError)
+EXIT_USER_ERROR = 2
+
+
+def run_cli(main, argv=None):
+    """Run `main(argv)`; a user error prints one line to stderr and exits with code 2, no traceback."""
+    try:
+        return main(argv)
+    except USER_ERRORS as exc:
+        message = " ".join(str(exc).split("\n")[0].split())
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_USER_ERROR)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr, flush=True)
+        sys.exit(130)
+
+
+def str2bool(value):
+    """Give a bool from 1/0, true/false, yes/no (for argparse flags that the release passes as ints)."""
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "y", "on"):
+        return True
+    if text in ("0", "false", "no", "n", "off"):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")

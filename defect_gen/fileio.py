@@ -1,0 +1,78 @@
+"""
+File writing that never leaves a truncated file behind, and checkpoint reading with clear errors.
+
+Paths go through blobfile, so they may be local or bucket URLs. Locally a file is written to a temporary
+name in the same folder and renamed over the target; on object stores an upload becomes visible only when
+complete, which gives the same guarantee.
+"""
+
+import io
+import os
+import pickle
+import zipfile
+
+import blobfile as bf
+import torch
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the problem."""
+
+
+def _is_local(path):
+    return "://" not in str(path)
+
+
+def atomic_write_bytes(path, data, *, interrupt=None):
+    """
+    Write `data` to `path` so that readers see either the old file or the complete new one.
+
+    :param interrupt: a test hook called once half of the bytes are on disk (to inject a crash mid-write).
+    """
+    path = str(path)
+    if not _is_local(path):
+        with bf.BlobFile(path, "wb") as f:
+            f.write(data)
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            if interrupt is not None:
+                f.write(data[: len(data) // 2])
+                f.flush()
+                interrupt()
+            f.write(data[f.tell() :])
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_write_text(path, text):
+    """Write a text file atomically (see :func:`atomic_write_bytes`)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_torch(obj, path, *, interrupt=None):
+    """Serialise `obj` with torch.save and write it atomically to `path` (see atomic_write_bytes)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue(), interrupt=interrupt)
+
+
+def load_torch(path, map_location="cpu"):
+    """Give the object saved in a checkpoint file; CheckpointError for a missing or unreadable file."""
+    path = str(path)
+    if not bf.exists(path):
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        with bf.BlobFile(path, "rb") as f:
+            data = f.read()
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: {reason})") from None

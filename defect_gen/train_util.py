@@ -1,0 +1,408 @@
+"""
+TrainLoop: AdamW, EMA, autocast, gradient clipping, previews, atomic checkpoints and exact resume.
+
+A run folder holds `config.yaml`, `progress.csv`, `log.jsonl`, `samples/step_NNNNNN.png` and
+`checkpoints/ckpt_NNNNNN.pt` with a `checkpoints/latest` pointer. Every random draw of a step (timesteps,
+noise, data order and augmentation) is a function of the seed, the rank and the step, or of RNG state saved
+in the checkpoint, so stopping and resuming gives the parameters an uninterrupted run would have.
+"""
+
+import copy
+import io
+import logging
+import os
+import random
+import signal
+import time
+
+import blobfile as bf
+import numpy as np
+import torch
+from PIL import Image
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm.auto import tqdm
+
+from . import __version__, dist_util
+from .config import dump, model_kind
+from .fileio import CheckpointError, atomic_write_bytes, atomic_write_text, load_torch, save_torch
+from .masks import decode, make_grid, overlay, split, to_uint8_rgb
+from .nn import update_ema
+from .two_stage import sample_two_stage
+
+logger = logging.getLogger(__name__)
+
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+FAULT_ENV = "DEFECT_GEN_FAULT"  # test hook: "kill_after_save:STEP" or "kill_during_save:STEP"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); the message says what and where."""
+
+
+def checkpoint_dir(work_dir):
+    """Give the folder that holds a run's checkpoints."""
+    return bf.join(work_dir, "checkpoints")
+
+
+def latest_checkpoint(work_dir):
+    """Give the path of the newest complete checkpoint of a run, or None."""
+    pointer = bf.join(checkpoint_dir(work_dir), "latest")
+    if not bf.exists(pointer):
+        return None
+    with bf.BlobFile(pointer, "r") as f:
+        name = f.read().strip()
+    return bf.join(checkpoint_dir(work_dir), name)
+
+
+def read_checkpoint(path):
+    """Give a checkpoint dict in our format; CheckpointError if it is unreadable or not ours."""
+    ckpt = load_torch(path)
+    missing = [k for k in ("model", "ema", "optimizer", "step", "config") if k not in ckpt]
+    if not isinstance(ckpt, dict) or missing:
+        raise CheckpointError(f"{path}: not a Defect-Gen training checkpoint (missing {', '.join(missing)})")
+    return ckpt
+
+
+def _fault(kind, step):
+    """Tell whether the FAULT_ENV test hook asks for `kind` at `step`."""
+    spec = os.environ.get(FAULT_ENV, "")
+    return spec == f"{kind}:{step}"
+
+
+def _kill_self():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _rng_state(generator):
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "generator": generator.get_state(),
+    }
+
+
+def _set_rng_state(state, generator):
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    generator.set_state(state["generator"])
+
+
+class TrainLoop:
+    """
+    Train one Defect-Gen model (large or small) from a validated config.
+
+    :param cfg: the resolved config (see :mod:`defect_gen.config`).
+    :param model: the freshly built model (random weights).
+    :param diffusion: the GaussianDiffusion.
+    :param make_data: a callable start_step -> iterator of (batch, info), the rank's shard.
+    :param work_dir: the run folder.
+    :param device: the torch.device of this rank.
+    :param resume: a checkpoint path to resume from; None resumes from the run's `latest` if present.
+    :param data_stats: statistics of the training masks, stored in checkpoints for the sampler's summary.
+    :param classes: class names (class k = classes[k-1]), stored in checkpoints.
+    """
+
+    def __init__(
+        self, *, cfg, model, diffusion, make_data, work_dir, device, resume=None, data_stats=None,
+        classes=None,
+    ):  # fmt: skip
+        self.cfg = cfg
+        self.train_cfg = cfg["train"]
+        self.diffusion = diffusion
+        self.work_dir = work_dir
+        self.device = device
+        self.rank = dist_util.get_rank()
+        self.world_size = dist_util.get_world_size()
+        self.data_stats = data_stats
+        self.classes = classes
+        self.autocast_dtype = AUTOCAST_DTYPES[self.train_cfg["precision"]]
+        if self.autocast_dtype is torch.bfloat16 and device.type == "cpu":
+            logger.info("bf16 autocast on CPU: expect it to be slower than fp32 on most CPUs")
+
+        self.model = model.to(device)
+        if self.train_cfg["channels_last"]:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+        opt = cfg["optimizer"]["params"]
+        fused = opt["fused"] if opt["fused"] is not None else device.type == "cuda"
+        self.opt = torch.optim.AdamW(
+            self.model.parameters(), lr=opt["lr"], weight_decay=opt["weight_decay"],
+            betas=tuple(opt["betas"]), fused=bool(fused),
+        )  # fmt: skip
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.train_cfg["precision"] == "fp16")
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(self.train_cfg["seed"] * 1000003 + self.rank)
+        torch.manual_seed(self.train_cfg["seed"] * 1000003 + self.rank)
+        self.step = 0
+
+        resume = resume or latest_checkpoint(work_dir)
+        if resume:
+            self._resume(resume)
+        elif cfg["model"]["ckpt"]:
+            self._init_from(cfg["model"]["ckpt"])
+
+        self.ddp = None
+        if self.world_size > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            self.ddp = DDP(self.model, device_ids=ids, output_device=ids[0] if ids else None)
+        forward = self.ddp or self.model
+        self.forward = torch.compile(forward) if self.train_cfg["compile"] else forward
+        self.data = make_data(self.step)
+        self.writer = None
+
+    # ----------------------------------------------------------------------------------------------
+    def _resume(self, path):
+        ckpt = read_checkpoint(path)
+        ours, theirs = self.cfg["model"]["params"], ckpt["config"]["model"]["params"]
+        if ours != theirs or model_kind(self.cfg) != model_kind(ckpt["config"]):
+            raise CheckpointError(
+                f"{path}: trained with model {model_kind(ckpt['config'])} {theirs}, but the config "
+                f"asks for {model_kind(self.cfg)} {ours}"
+            )
+        self.model.load_state_dict(ckpt["model"], strict=True)
+        self.ema.load_state_dict(ckpt["ema"], strict=True)
+        self.opt.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        rng = ckpt.get("rng")
+        if rng is not None:
+            state = rng[self.rank] if isinstance(rng, list) and self.rank < len(rng) else None
+            if state is not None:
+                _set_rng_state(state, self.generator)
+            elif self.rank:
+                logger.warning("no RNG state saved for rank %d: it is re-seeded", self.rank)
+        self.step = int(ckpt["step"])
+        logger.info("resumed from %s at step %d", path, self.step)
+
+    def _init_from(self, path):
+        """Start from the weights of a checkpoint (ours or the release's {model, ema, optimizer})."""
+        ckpt = load_torch(path)
+        state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{path}: holds no model state_dict")
+        try:
+            self.model.load_state_dict(state, strict=True)
+            self.ema.load_state_dict(ckpt.get("ema", state), strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: weights do not fit the configured model ({_first_line(exc)})") from None
+        logger.info("initialised weights from %s", path)
+
+    # ----------------------------------------------------------------------------------------------
+    def run(self):
+        """Train until `train.iterations` steps; give the path of the last checkpoint."""
+        iterations = self.train_cfg["iterations"]
+        main = dist_util.is_main()
+        if main:
+            from .logger import MetricsWriter
+
+            self.writer = MetricsWriter(self.work_dir)
+            self.writer.event("start", step=self.step, world_size=self.world_size, version=__version__)
+        bar = tqdm(total=iterations, initial=self.step, disable=not main, dynamic_ncols=True, desc="train")
+        window = _Window()
+        last_ckpt = latest_checkpoint(self.work_dir)
+        self.model.train()
+        while self.step < iterations:
+            batch, info = next(self.data)
+            if self.step == 0 or window.first:
+                self._log_first_batch(info)
+            started = time.perf_counter()
+            stats = self._train_step(batch)
+            self.step += 1
+            window.add(stats, batch.shape[0] * self.world_size, time.perf_counter() - started)
+            bar.update(1)
+            if main:
+                bar.set_postfix(loss=f"{stats['loss']:.4f}")
+            if self.step % self.train_cfg["log_interval"] == 0 or self.step == iterations:
+                self._log(window.flush(self.device))
+            if self.step % self.train_cfg["log_image_interval"] == 0 or self.step == iterations:
+                self.preview()
+            if self.step % self.train_cfg["save_ckpt_interval"] == 0 or self.step == iterations:
+                last_ckpt = self.save()
+        bar.close()
+        if not dist_util.check_in_sync(self.model):
+            raise TrainingError("parameters differ between ranks at the end of training")
+        if main:
+            self.writer.event("end", step=self.step, ranks_in_sync=True)
+            self.writer.close()
+        return last_ckpt
+
+    def _train_step(self, batch):
+        batch = batch.to(self.device, non_blocking=True)
+        if self.train_cfg["channels_last"]:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        n = batch.shape[0]
+        t = torch.randint(0, self.diffusion.num_timesteps, (n,), device=self.device, generator=self.generator)
+        noise = torch.randn(batch.shape, device=self.device, generator=self.generator)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            losses = self.diffusion.training_losses(self.forward, batch, t, noise)
+        loss = losses["loss"].mean()
+        if not torch.isfinite(loss):
+            latest = latest_checkpoint(self.work_dir)
+            raise TrainingError(
+                f"non-finite loss ({loss.item()}) at step {self.step + 1}; stopped without saving. "
+                f"Last checkpoint: {latest or 'none'}. Lower the learning rate or use precision fp32/bf16."
+            )
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.opt)
+        clip = self.train_cfg["grad_clip"]
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(), clip if clip else float("inf")
+        )
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        update_ema(self.ema.parameters(), self.model.parameters(), rate=self.train_cfg["ema_rate"])
+        for b_ema, b in zip(self.ema.buffers(), self.model.buffers()):
+            b_ema.copy_(b)
+
+        quartile = (t * 4 // self.diffusion.num_timesteps).tolist()
+        per_sample = losses["loss"].detach().float().tolist()
+        return {
+            "loss": loss.item(),
+            "loss_rgb": losses["loss_rgb"].mean().item(),
+            "loss_mask": losses["loss_mask"].mean().item(),
+            "grad_norm": grad_norm.item(),
+            "quartiles": list(zip(quartile, per_sample)),
+        }
+
+    def _log_first_batch(self, info):
+        """Record which samples each rank drew first (shows that ranks read different shards)."""
+        indices = info.get("index") if isinstance(info, dict) else None
+        indices = indices.tolist() if torch.is_tensor(indices) else indices
+        gathered = dist_util.all_gather_object(indices)
+        if dist_util.is_main():
+            self.writer.event("first_batch", step=self.step, indices=gathered)
+
+    def _log(self, row):
+        row["lr"] = self.opt.param_groups[0]["lr"]
+        if dist_util.is_main():
+            self.writer.write(self.step, row)
+            logger.info(
+                "step %d  loss %.4f (rgb %.4f, mask %.4f)  grad %.3f  %.1f img/s",
+                self.step, row["loss"], row["loss_rgb"], row["loss_mask"], row["grad_norm"], row["img_per_s"],
+            )  # fmt: skip
+
+    # ----------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def preview(self):
+        """Write samples/step_NNNNNN.png: EMA samples with a short respaced sampler, images over overlays."""
+        if not dist_util.is_main():
+            dist_util.barrier()
+            return
+        n = self.train_cfg["max_images"]
+        res = self.cfg["data"]["params"]["resolution"]
+        channels = self.cfg["model"]["params"]["in_channels"]
+        gens = [torch.Generator().manual_seed(i) for i in range(n)]  # same noise at every preview
+        x = sample_two_stage(
+            self.diffusion, self.ema, self.ema, (n, channels, res, res), 0,
+            timestep_respacing=self.train_cfg["preview_respacing"], generator=gens,
+            autocast_dtype=self.autocast_dtype,
+        )  # fmt: skip
+        save_preview(x, bf.join(self.work_dir, "samples", f"step_{self.step:06d}.png"))
+        dist_util.barrier()
+
+    def save(self):
+        """Write checkpoints/ckpt_NNNNNN.pt atomically, then point `latest` at it; give its path."""
+        rng = dist_util.all_gather_object(_rng_state(self.generator))
+        if not dist_util.is_main():
+            dist_util.barrier()
+            return None
+        name = f"ckpt_{self.step:06d}.pt"
+        path = bf.join(checkpoint_dir(self.work_dir), name)
+        state = {
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+            "config": self.cfg,
+            "rng": rng,
+            "kind": model_kind(self.cfg),
+            "classes": self.classes,
+            "data_stats": self.data_stats,
+            "world_size": self.world_size,
+            "version": __version__,
+        }
+        interrupt = _kill_self if _fault("kill_during_save", self.step) else None
+        save_torch(state, path, interrupt=interrupt)
+        atomic_write_text(bf.join(checkpoint_dir(self.work_dir), "latest"), name + "\n")
+        self.writer.event("checkpoint", step=self.step, path=path)
+        self._prune()
+        if _fault("kill_after_save", self.step):
+            _kill_self()
+        dist_util.barrier()
+        return path
+
+    def _prune(self):
+        keep = self.train_cfg["keep_checkpoints"]
+        if not keep:
+            return
+        folder = checkpoint_dir(self.work_dir)
+        names = sorted(n for n in bf.listdir(folder) if n.startswith("ckpt_") and n.endswith(".pt"))
+        for name in names[:-keep]:
+            bf.remove(bf.join(folder, name))
+
+
+class _Window:
+    """Running sums of step statistics between two log lines."""
+
+    def __init__(self):
+        self.first = True
+        self._reset()
+
+    def _reset(self):
+        self.sums, self.count, self.images, self.seconds = {}, 0, 0, 0.0
+        self.quartile_sum, self.quartile_count = [0.0] * 4, [0] * 4
+
+    def add(self, stats, images, seconds):
+        self.first = False
+        for key in ("loss", "loss_rgb", "loss_mask", "grad_norm"):
+            self.sums[key] = self.sums.get(key, 0.0) + stats[key]
+        for q, value in stats["quartiles"]:
+            self.quartile_sum[q] += value
+            self.quartile_count[q] += 1
+        self.count += 1
+        self.images += images
+        self.seconds += seconds
+
+    def flush(self, device):
+        keys = ("loss", "loss_rgb", "loss_mask", "grad_norm")
+        local = [self.sums[k] / self.count for k in keys] + self.quartile_sum + self.quartile_count
+        mean = dist_util.all_mean(local, device)
+        row = dict(zip(keys, mean[:4]))
+        for q in range(4):
+            count = mean[8 + q]
+            row[f"loss_q{q}"] = mean[4 + q] / count if count else float("nan")
+        row["img_per_s"] = self.images / self.seconds if self.seconds else float("nan")
+        self._reset()
+        return row
+
+
+def save_preview(x, path):
+    """Write a grid of samples: each image next to its mask overlay (rows of image, overlay pairs)."""
+    rgb, _ = split(x)
+    images = to_uint8_rgb(rgb)
+    index = decode(x).cpu().numpy()
+    num_classes = x.shape[1] - 3
+    tiles = []
+    for img, idx in zip(images, index):
+        tiles += [img, overlay(img, idx, alpha=0.6, num_classes=max(num_classes, 11))]
+    grid = make_grid(tiles, ncol=min(len(tiles), 8))
+    buf = _png_bytes(grid)
+    atomic_write_bytes(path, buf)
+
+
+def _png_bytes(array):
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _first_line(exc):
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
