@@ -82,6 +82,7 @@ DEFAULTS = {
     },
 }
 PRECISIONS = ("fp32", "bf16", "fp16")
+FLOAT_KEYS = ("lr", "weight_decay", "ema_rate", "mask_loss_weight", "grad_clip")
 
 
 def _merge(defaults, given, path, source):
@@ -104,6 +105,8 @@ def _merge(defaults, given, path, source):
             raise ConfigError(f"{source}: unknown key '{where}'; allowed: {', '.join(defaults)}")
         if isinstance(defaults[key], dict):
             out[key] = _merge(defaults[key], value, where, source)
+        elif isinstance(defaults[key], float) or key in FLOAT_KEYS:
+            out[key] = _scalar(value)
         else:
             out[key] = value
     return out
@@ -116,8 +119,18 @@ def parse_overrides(pairs, source="command line"):
         if "=" not in pair:
             raise ConfigError(f"{source}: override '{pair}' is not of the form section.key=value")
         key, value = pair.split("=", 1)
-        out.append((key.strip(), yaml.safe_load(value) if value != "" else None))
+        out.append((key.strip(), _scalar(yaml.safe_load(value)) if value != "" else None))
     return out
+
+
+def _scalar(value):
+    """Give `value` with number-like strings as floats: YAML 1.1 reads `1e-4` (no dot) as a string."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def apply_overrides(raw, overrides, source="command line"):

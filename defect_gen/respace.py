@@ -19,6 +19,8 @@ def space_timesteps(num_timesteps, section_counts):
         10 steps from the first third, 15 from the second and 20 from the last; ``"100"`` is 100 even steps.
     :return: a set of ints in [0, num_timesteps).
     """
+    if isinstance(section_counts, int):
+        section_counts = [section_counts]
     if isinstance(section_counts, str):
         if section_counts.startswith("ddim"):
             desired = int(section_counts[len("ddim") :])
@@ -54,7 +56,7 @@ def sampling_timesteps(num_timesteps, timestep_respacing=None):
 
     :param timestep_respacing: None or "" for every step, else as :func:`space_timesteps` takes it.
     """
-    if timestep_respacing in (None, "", str(num_timesteps)):
+    if timestep_respacing is None or str(timestep_respacing) in ("", str(num_timesteps)):
         return list(range(num_timesteps - 1, -1, -1))
     return sorted(space_timesteps(num_timesteps, timestep_respacing), reverse=True)
 

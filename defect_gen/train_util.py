@@ -206,24 +206,25 @@ class TrainLoop:
         window = _Window()
         last_ckpt = latest_checkpoint(self.work_dir)
         self.model.train()
-        while self.step < iterations:
-            batch, info = next(self.data)
-            if self.step == 0 or window.first:
-                self._log_first_batch(info)
-            started = time.perf_counter()
-            stats = self._train_step(batch)
-            self.step += 1
-            window.add(stats, batch.shape[0] * self.world_size, time.perf_counter() - started)
-            bar.update(1)
-            if main:
-                bar.set_postfix(loss=f"{stats['loss']:.4f}")
-            if self.step % self.train_cfg["log_interval"] == 0 or self.step == iterations:
-                self._log(window.flush(self.device))
-            if self.step % self.train_cfg["log_image_interval"] == 0 or self.step == iterations:
-                self.preview()
-            if self.step % self.train_cfg["save_ckpt_interval"] == 0 or self.step == iterations:
-                last_ckpt = self.save()
-        bar.close()
+        try:
+            while self.step < iterations:
+                batch, info = next(self.data)
+                if window.first:
+                    self._log_first_batch(info)
+                started = time.perf_counter()
+                stats = self._train_step(batch)
+                self.step += 1
+                window.add(stats, batch.shape[0] * self.world_size, time.perf_counter() - started)
+                bar.update(1)
+                bar.set_postfix(loss=f"{stats['loss']:.4f}", refresh=False)
+                if self.step % self.train_cfg["log_interval"] == 0 or self.step == iterations:
+                    self._log(window.flush(self.device))
+                if self.step % self.train_cfg["log_image_interval"] == 0 or self.step == iterations:
+                    self.preview()
+                if self.step % self.train_cfg["save_ckpt_interval"] == 0 or self.step == iterations:
+                    last_ckpt = self.save()
+        finally:
+            bar.close()
         if not dist_util.check_in_sync(self.model):
             raise TrainingError("parameters differ between ranks at the end of training")
         if main:

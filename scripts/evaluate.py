@@ -56,8 +56,10 @@ def parse_args(argv=None):
                    help="feature extractor for FID/KID: TorchScript file or FIDInceptionV3 "
                    "state_dict (pytorch-fid weights); without it FID/KID are not computed")
     p.add_argument("--inception_size", type=int, default=299, help="extractor input size")
-    p.add_argument("--inception_range", default="0,255", choices=["0,255", "0,1", "-1,1"],
-                   help="value range the extractor expects")
+    p.add_argument("--inception_range", default=None, choices=["byte", "unit", "signed"],
+                   help="value range the extractor expects: byte [0,255], unit [0,1], signed "
+                   "[-1,1] (default: signed for FIDInceptionV3 weights, byte for StyleGAN's "
+                   "TorchScript Inception, else unit)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--num_threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--quiet", action="store_true", help="log warnings only")

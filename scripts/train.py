@@ -13,6 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import blobfile as bf  # noqa: E402
+import torch  # noqa: E402
 
 from defect_gen import dist_util  # noqa: E402
 from defect_gen.cli import run_cli, str2bool  # noqa: E402
@@ -74,6 +75,7 @@ def main(argv=None):
             seed=cfg["train"]["seed"], start_step=start_step,
         )  # fmt: skip
 
+    torch.manual_seed(cfg["train"]["seed"])  # the same initial weights on every rank and every run
     model = build_model(cfg)
     if rank == 0:
         bf.makedirs(args.work_dir)

