@@ -54,6 +54,23 @@ def latest_checkpoint(work_dir):
     return bf.join(checkpoint_dir(work_dir), name)
 
 
+def resolve_checkpoint(path):
+    """
+    Give the checkpoint file a user means by `path`: a checkpoint file, a `latest` pointer file, a run's
+    `checkpoints/` folder or the run folder itself (the last two mean their newest complete checkpoint).
+    """
+    path = str(path)
+    if bf.isdir(path):
+        run = path if bf.exists(bf.join(path, "checkpoints")) else bf.dirname(path.rstrip("/"))
+        latest = latest_checkpoint(run)
+        if latest is None:
+            raise CheckpointError(f"{path}: folder holds no checkpoints/latest pointer")
+        return latest
+    if bf.basename(path) == "latest" and bf.exists(path):
+        return latest_checkpoint(bf.dirname(bf.dirname(path)))
+    return path
+
+
 def read_checkpoint(path):
     """Give a checkpoint dict in our format; CheckpointError if it is unreadable or not ours."""
     ckpt = load_torch(path)
