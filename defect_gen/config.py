@@ -5,6 +5,7 @@ unchanged, validated, overridden from the command line and written into the run 
 
 import copy
 import io
+import re
 
 import blobfile as bf
 import yaml
@@ -39,7 +40,13 @@ MODEL_PARAMS = {
     "dims", "num_classes", "use_checkpoint", "num_heads", "num_head_channels", "num_heads_upsample",
     "use_scale_shift_norm", "resblock_updown", "use_new_attention_order", "attention_backend",
 }  # fmt: skip
-REQUIRED_MODEL_PARAMS = ("image_size", "in_channels", "model_channels", "out_channels", "num_res_blocks")
+REQUIRED_MODEL_PARAMS = (
+    "image_size",
+    "in_channels",
+    "model_channels",
+    "out_channels",
+    "num_res_blocks",
+)
 
 # Every accepted key with its default. `None` under model.params means "the class's default".
 DEFAULTS = {
@@ -61,7 +68,9 @@ DEFAULTS = {
             "random_flip": False,
         },
     },
-    "optimizer": {"params": {"lr": 1e-4, "weight_decay": 0.002, "betas": [0.9, 0.999], "fused": None}},
+    "optimizer": {
+        "params": {"lr": 1e-4, "weight_decay": 0.002, "betas": [0.9, 0.999], "fused": None}
+    },
     "train": {
         "iterations": 160000,
         "log_image_interval": 10000,
@@ -123,13 +132,13 @@ def parse_overrides(pairs, source="command line"):
     return out
 
 
+_EXPONENT_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
 def _scalar(value):
-    """Give `value` with number-like strings as floats: YAML 1.1 reads `1e-4` (no dot) as a string."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
+    """Give `value` with `1e-4`-style strings as floats: YAML 1.1 reads them (no dot) as strings."""
+    if isinstance(value, str) and _EXPONENT_FLOAT.match(value.strip()):
+        return float(value)
     return value
 
 
@@ -212,10 +221,14 @@ def validate(cfg, source="config"):
     try:
         check_channels(params["in_channels"], data["num_defect"], what="model.params")
     except ValueError as exc:
-        raise ConfigError(f"{source}: {exc}; set model.params.in_channels/out_channels accordingly") from None
+        raise ConfigError(
+            f"{source}: {exc}; set model.params.in_channels/out_channels accordingly"
+        ) from None
     diff = cfg["diffusion"]
     if diff["target"] not in DIFFUSION_TARGETS:
-        raise ConfigError(f"{source}: diffusion.target {diff['target']!r} is not one of {DIFFUSION_TARGETS}")
+        raise ConfigError(
+            f"{source}: diffusion.target {diff['target']!r} is not one of {DIFFUSION_TARGETS}"
+        )
     dparams = diff["params"]
     if dparams.get("schedule") not in SCHEDULES:
         raise ConfigError(f"{source}: diffusion.params.schedule must be one of {SCHEDULES}")
@@ -225,8 +238,16 @@ def validate(cfg, source="config"):
     if train["precision"] not in PRECISIONS:
         raise ConfigError(f"{source}: train.precision must be one of {PRECISIONS}")
     if train["seperate_channel_loss"] and dparams["parameterization"] != "x0":
-        raise ConfigError(f"{source}: train.seperate_channel_loss needs diffusion parameterization x0")
-    for key in ("iterations", "log_image_interval", "save_ckpt_interval", "log_interval", "max_images"):
+        raise ConfigError(
+            f"{source}: train.seperate_channel_loss needs diffusion parameterization x0"
+        )
+    for key in (
+        "iterations",
+        "log_image_interval",
+        "save_ckpt_interval",
+        "log_interval",
+        "max_images",
+    ):
         if not isinstance(train[key], int) or train[key] < (0 if key == "iterations" else 1):
             raise ConfigError(f"{source}: train.{key} must be a positive integer")
     if not 0 <= float(train["ema_rate"]) < 1:

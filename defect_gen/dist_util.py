@@ -39,7 +39,9 @@ def setup_dist(device=None):
     :param device: "cuda", "cpu" or None (CUDA when available).
     """
     global _local_rank
-    use_cuda = torch.cuda.is_available() if device in (None, "auto") else str(device).startswith("cuda")
+    use_cuda = (
+        torch.cuda.is_available() if device in (None, "auto") else str(device).startswith("cuda")
+    )
     if dist.is_initialized():
         return _device(use_cuda)
 
@@ -57,7 +59,9 @@ def setup_dist(device=None):
             if os.environ.get("MASTER_ADDR") is None:
                 os.environ["MASTER_ADDR"] = comm.bcast(host, root=0)
             if os.environ.get("MASTER_PORT") is None:
-                os.environ["MASTER_PORT"] = str(comm.bcast(_free_port() if comm.Get_rank() == 0 else None, root=0))
+                os.environ["MASTER_PORT"] = str(
+                    comm.bcast(_free_port() if comm.Get_rank() == 0 else None, root=0)
+                )
             os.environ["RANK"] = str(comm.Get_rank())
             os.environ["WORLD_SIZE"] = str(world_size)
     else:

@@ -36,7 +36,9 @@ class Sampler(enum.Enum):
 SCHEDULES = ("cosine", "linear")
 
 
-def get_named_beta_schedule(name, num_timesteps, *, linear_start=1e-4, linear_end=2e-2, cosine_s=8e-3):
+def get_named_beta_schedule(
+    name, num_timesteps, *, linear_start=1e-4, linear_end=2e-2, cosine_s=8e-3
+):
     """
     Give a float64 array of betas.
 
@@ -117,7 +119,11 @@ class GaussianDiffusion:
                 "predicted clean mask channels"
             )
         self.betas = get_named_beta_schedule(
-            schedule, num_timestep, linear_start=linear_start, linear_end=linear_end, cosine_s=cosine_s
+            schedule,
+            num_timestep,
+            linear_start=linear_start,
+            linear_end=linear_end,
+            cosine_s=cosine_s,
         )
         self.num_timesteps = len(self.betas)
         self.alphas_cumprod = np.cumprod(1.0 - self.betas)
@@ -224,5 +230,7 @@ class GaussianDiffusion:
             x_prev = coef_x0 * x0_hat + coef_xt * x_t
             sigma = math.sqrt(beta * (1 - ab_prev) / (1 - ab_t))
         if sigma > 0:
-            x_prev = x_prev + sigma * per_sample_randn(x_t.shape, generator, x_t.device).to(x_t.dtype)
+            x_prev = x_prev + sigma * per_sample_randn(x_t.shape, generator, x_t.device).to(
+                x_t.dtype
+            )
         return x_prev, x0_hat

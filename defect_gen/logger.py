@@ -15,7 +15,9 @@ def configure_logging(rank=0):
     """Send the library's log records to stderr: INFO on rank 0, warnings only elsewhere."""
     logging.basicConfig(
         level=logging.INFO if rank == 0 else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(message)s" if rank == 0 else f"[rank {rank}] %(message)s",
+        format=(
+            "%(asctime)s %(levelname)s %(message)s" if rank == 0 else f"[rank {rank}] %(message)s"
+        ),
         datefmt="%H:%M:%S",
     )
 

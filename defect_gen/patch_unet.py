@@ -59,7 +59,9 @@ class PatchUNetModel(nn.Module):
 
         time_embed_dim = model_channels * 4
         self.time_embed = nn.Sequential(
-            linear(model_channels, time_embed_dim), nn.SiLU(), linear(time_embed_dim, time_embed_dim)
+            linear(model_channels, time_embed_dim),
+            nn.SiLU(),
+            linear(time_embed_dim, time_embed_dim),
         )
         if num_classes is not None:
             self.label_emb = nn.Embedding(num_classes, time_embed_dim)
@@ -83,7 +85,9 @@ class PatchUNetModel(nn.Module):
         skip_chans = [ch]
         for level, mult in enumerate(channel_mult):
             for _ in range(num_res_blocks):
-                self.input_blocks.append(TimestepEmbedSequential(res_block(ch, int(mult * model_channels))))
+                self.input_blocks.append(
+                    TimestepEmbedSequential(res_block(ch, int(mult * model_channels)))
+                )
                 ch = int(mult * model_channels)
                 skip_chans.append(ch)
             if level != len(channel_mult) - 1:
@@ -114,7 +118,9 @@ class PatchUNetModel(nn.Module):
         self.out = nn.Sequential(
             normalization(ch),
             nn.SiLU(),
-            zero_module(conv_nd(dims, int(channel_mult[0] * model_channels), out_channels, 3, padding=1)),
+            zero_module(
+                conv_nd(dims, int(channel_mult[0] * model_channels), out_channels, 3, padding=1)
+            ),
         )
 
     def embed(self, timesteps, y=None):
@@ -159,7 +165,7 @@ def receptive_field(model, image_size, *, seed=0):
     :return: (height, width) of the receptive field in pixels.
     """
     probe = copy.deepcopy(model).float().eval()
-    for name, module in list(probe.named_modules()):
+    for module in list(probe.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, GroupNorm32):
                 setattr(module, child_name, nn.Identity())

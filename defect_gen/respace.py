@@ -29,7 +29,9 @@ def space_timesteps(num_timesteps, section_counts):
                     return set(range(0, num_timesteps, stride))
             if desired == num_timesteps:
                 return set(range(num_timesteps))
-            raise ValueError(f"cannot make exactly {desired} steps from {num_timesteps} with an even stride")
+            raise ValueError(
+                f"cannot make exactly {desired} steps from {num_timesteps} with an even stride"
+            )
         section_counts = [int(x) for x in section_counts.split(",")]
     section_counts = [int(x) for x in section_counts]
     size_per, extra = divmod(num_timesteps, len(section_counts))

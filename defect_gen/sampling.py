@@ -37,11 +37,11 @@ from .config import ConfigError, build_diffusion, build_model, model_kind, read_
 from .fileio import CheckpointError, atomic_write_bytes, atomic_write_text, load_torch
 from .masks import colorize, decode, make_grid, num_channels, overlay, split, to_uint8_rgb
 from .respace import sampling_timesteps
+from .train_util import AUTOCAST_DTYPES, resolve_checkpoint
 from .two_stage import sample_two_stage, stage_timesteps
 
 logger = logging.getLogger(__name__)
 
-AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 SAMPLERS = ("cold", "ddim", "ddpm")
 SUBDIRS = ("images", "masks", "masks_rgb")
 MANIFEST = "manifest.json"
@@ -82,18 +82,22 @@ class LoadedModel:
 
     @property
     def channels(self):
+        """The model's in/out channel count (num_defect + 4)."""
         return self.cfg["model"]["params"]["in_channels"]
 
     @property
     def num_defect(self):
+        """The number of defect classes K."""
         return self.cfg["data"]["params"]["num_defect"]
 
     @property
     def resolution(self):
+        """The side in pixels of the training images."""
         return self.cfg["data"]["params"]["resolution"]
 
     @property
     def diffusion_params(self):
+        """The config's diffusion.params: schedule, parameterization, num_timestep."""
         return self.cfg["diffusion"]["params"]
 
 
@@ -129,10 +133,11 @@ def load_model(path, kind, *, config_path=None, use_ema=True, device="cpu"):
     Our checkpoints carry their config; the release's (`{model, ema, optimizer}` only) need `config_path`,
     its YAML. Weights load with ``strict=True``.
 
+    :param path: a checkpoint file, a `checkpoints/latest` pointer or a run folder.
     :param kind: "large" or "small": what the caller uses the model as; another kind is an error.
     :raises CheckpointError, ConfigError: naming the file and the problem.
     """
-    path = str(path)
+    path = resolve_checkpoint(path)
     flag = f"--{kind}_recep"
     ckpt = load_torch(path)
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
@@ -170,11 +175,15 @@ def load_model(path, kind, *, config_path=None, use_ema=True, device="cpu"):
     model = build_model(cfg)
     problem = _state_dict_mismatch(model, state)
     if problem:
-        raise CheckpointError(f"{path}: its '{key}' weights do not fit the model of {source}: {problem}")
+        raise CheckpointError(
+            f"{path}: its '{key}' weights do not fit the model of {source}: {problem}"
+        )
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: cannot load its '{key}' weights ({_first_line(exc)})") from None
+        raise CheckpointError(
+            f"{path}: cannot load its '{key}' weights ({_first_line(exc)})"
+        ) from None
     model.to(device).eval().requires_grad_(False)
     try:
         num_bytes = int(bf.stat(path).size)
@@ -201,10 +210,12 @@ class ModelPair:
 
     @property
     def channels(self):
+        """The in/out channel count both models share."""
         return self.large.channels
 
     @property
     def num_timesteps(self):
+        """T, the number of diffusion steps."""
         return self.diffusion.num_timesteps
 
 
@@ -250,8 +261,12 @@ def load_pair(
     device="cpu",
 ):  # fmt: skip
     """Give the ModelPair of two checkpoints after checking that they fit together."""
-    large = load_model(large_path, "large", config_path=large_config, use_ema=use_ema, device=device)
-    small = load_model(small_path, "small", config_path=small_config, use_ema=use_ema, device=device)
+    large = load_model(
+        large_path, "large", config_path=large_config, use_ema=use_ema, device=device
+    )
+    small = load_model(
+        small_path, "small", config_path=small_config, use_ema=use_ema, device=device
+    )
     check_compatible(large, small, num_defect=num_defect)
     if small.resolution != large.resolution:
         logger.warning(
@@ -294,11 +309,15 @@ def generation_params(
     """
     T = pair.num_timesteps
     if not 0 <= int(switch_t) <= T:
-        raise ConfigError(f"--step_inference must lie in 0..{T} (0: large model only, {T}: small only), got {switch_t}")
+        raise ConfigError(
+            f"--step_inference must lie in 0..{T} (0: large model only, {T}: small only), got {switch_t}"
+        )
     if sampler not in SAMPLERS:
         raise ConfigError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
     if precision not in AUTOCAST_DTYPES:
-        raise ConfigError(f"--precision must be one of {', '.join(AUTOCAST_DTYPES)}, got {precision!r}")
+        raise ConfigError(
+            f"--precision must be one of {', '.join(AUTOCAST_DTYPES)}, got {precision!r}"
+        )
 
     def ckpt_id(m):
         path = m.path if "://" in m.path else os.path.abspath(m.path)
@@ -336,6 +355,7 @@ def steps_record(num_timesteps, switch_t, timestep_respacing):
 
 
 def manifest_path(sample_dir):
+    """Give the path of a sample folder's manifest.json."""
     return bf.join(str(sample_dir), MANIFEST)
 
 
@@ -387,7 +407,11 @@ def check_folder(sample_dir, params):
     new = json.loads(json.dumps(params))
     if old != new:
         keys = sorted(set(old) | set(new))
-        diffs = [f"{k} {_short(old.get(k))} there vs {_short(new.get(k))} now" for k in keys if old.get(k) != new.get(k)]
+        diffs = [
+            f"{k} {_short(old.get(k))} there vs {_short(new.get(k))} now"
+            for k in keys
+            if old.get(k) != new.get(k)
+        ]
         raise SampleFolderError(
             f"{manifest_path(sample_dir)}: the folder holds samples generated with other parameters "
             f"({'; '.join(diffs)}); use another --sample_dir or pass --overwrite"
@@ -510,7 +534,11 @@ def folder_mask_stats(sample_dir, indices, num_defect):
         area += counts / max(index_map.size, 1)
         n += 1
     n_div = max(n, 1)
-    return {"num_images": n, "share_with_class": (share / n_div).tolist(), "mean_area": (area / n_div).tolist()}
+    return {
+        "num_images": n,
+        "share_with_class": (share / n_div).tolist(),
+        "mean_area": (area / n_div).tolist(),
+    }
 
 
 def format_stats_table(classes, generated, training=None):
@@ -577,10 +605,13 @@ def generate(
     """
     large, small = pair.large.model, pair.small.model
     if call_log is not None:
-        large, small = CallRecorder(large, "large", call_log), CallRecorder(small, "small", call_log)
+        large = CallRecorder(large, "large", call_log)
+        small = CallRecorder(small, "small", call_log)
     autocast_dtype = AUTOCAST_DTYPES[precision]
     shape_chw = (pair.channels, pair.resolution, pair.resolution)
-    bar = tqdm(total=len(indices), unit="sample", disable=not progress, dynamic_ncols=True, desc="sample")
+    bar = tqdm(
+        total=len(indices), unit="sample", disable=not progress, dynamic_ncols=True, desc="sample"
+    )
     try:
         for b, start in enumerate(range(0, len(indices), batch_size)):
             batch = list(indices[start : start + batch_size])
@@ -634,10 +665,6 @@ def base_manifest(pair, params, *, num_samples, batch_size, world_size, device):
 # The switch sweep figure
 
 
-def _font():
-    return ImageFont.load_default()
-
-
 def sweep_figure(tiles, col_labels, row_labels):
     """
     Give a uint8 [H x W x 3] figure: a grid of tiles with a two-line label over each column and one
@@ -658,7 +685,7 @@ def sweep_figure(tiles, col_labels, row_labels):
     width = SWEEP_LEFT + ncol * (cw + SWEEP_PAD) + SWEEP_PAD
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    font = _font()
+    font = ImageFont.load_default()
     for c, label in enumerate(col_labels):
         x = SWEEP_LEFT + SWEEP_PAD + c * (cw + SWEEP_PAD)
         draw.multiline_text((x + 2, 2), label, fill=(0, 0, 0), font=font, spacing=2)

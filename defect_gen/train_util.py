@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
 from . import __version__, dist_util
-from .config import dump, model_kind
+from .config import model_kind
 from .fileio import CheckpointError, atomic_write_bytes, atomic_write_text, load_torch, save_torch
 from .masks import decode, make_grid, overlay, split, to_uint8_rgb
 from .nn import update_ema
@@ -76,7 +76,9 @@ def read_checkpoint(path):
     ckpt = load_torch(path)
     missing = [k for k in ("model", "ema", "optimizer", "step", "config") if k not in ckpt]
     if not isinstance(ckpt, dict) or missing:
-        raise CheckpointError(f"{path}: not a Defect-Gen training checkpoint (missing {', '.join(missing)})")
+        raise CheckpointError(
+            f"{path}: not a Defect-Gen training checkpoint (missing {', '.join(missing)})"
+        )
     return ckpt
 
 
@@ -151,7 +153,9 @@ class TrainLoop:
             self.model.parameters(), lr=opt["lr"], weight_decay=opt["weight_decay"],
             betas=tuple(opt["betas"]), fused=bool(fused),
         )  # fmt: skip
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.train_cfg["precision"] == "fp16")
+        self.scaler = torch.amp.GradScaler(
+            device.type, enabled=self.train_cfg["precision"] == "fp16"
+        )
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(self.train_cfg["seed"] * 1000003 + self.rank)
         torch.manual_seed(self.train_cfg["seed"] * 1000003 + self.rank)
@@ -206,7 +210,9 @@ class TrainLoop:
             self.model.load_state_dict(state, strict=True)
             self.ema.load_state_dict(ckpt.get("ema", state), strict=True)
         except RuntimeError as exc:
-            raise CheckpointError(f"{path}: weights do not fit the configured model ({_first_line(exc)})") from None
+            raise CheckpointError(
+                f"{path}: weights do not fit the configured model ({_first_line(exc)})"
+            ) from None
         logger.info("initialised weights from %s", path)
 
     # ----------------------------------------------------------------------------------------------
@@ -218,8 +224,12 @@ class TrainLoop:
             from .logger import MetricsWriter
 
             self.writer = MetricsWriter(self.work_dir)
-            self.writer.event("start", step=self.step, world_size=self.world_size, version=__version__)
-        bar = tqdm(total=iterations, initial=self.step, disable=not main, dynamic_ncols=True, desc="train")
+            self.writer.event(
+                "start", step=self.step, world_size=self.world_size, version=__version__
+            )
+        bar = tqdm(
+            total=iterations, initial=self.step, disable=not main, dynamic_ncols=True, desc="train"
+        )
         window = _Window()
         last_ckpt = latest_checkpoint(self.work_dir)
         self.model.train()
@@ -254,9 +264,13 @@ class TrainLoop:
         if self.train_cfg["channels_last"]:
             batch = batch.contiguous(memory_format=torch.channels_last)
         n = batch.shape[0]
-        t = torch.randint(0, self.diffusion.num_timesteps, (n,), device=self.device, generator=self.generator)
+        t = torch.randint(
+            0, self.diffusion.num_timesteps, (n,), device=self.device, generator=self.generator
+        )
         noise = torch.randn(batch.shape, device=self.device, generator=self.generator)
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+        with torch.autocast(
+            self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
+        ):
             losses = self.diffusion.training_losses(self.forward, batch, t, noise)
         loss = losses["loss"].mean()
         if not torch.isfinite(loss):

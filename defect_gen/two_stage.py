@@ -55,9 +55,15 @@ def sample_two_stage(
         own arithmetic stays in float32.
     """
     device = next(large_model.parameters()).device
-    large_steps, small_steps = stage_timesteps(diffusion.num_timesteps, switch_t, timestep_respacing)
+    large_steps, small_steps = stage_timesteps(
+        diffusion.num_timesteps, switch_t, timestep_respacing
+    )
     steps = large_steps + small_steps
-    x = noise.to(device).float() if noise is not None else per_sample_randn(shape, generator, device)
+    x = (
+        noise.to(device).float()
+        if noise is not None
+        else per_sample_randn(shape, generator, device)
+    )
     if tuple(x.shape) != tuple(shape):
         raise ValueError(f"noise has shape {tuple(x.shape)}, expected {tuple(shape)}")
 

@@ -135,7 +135,9 @@ class ResBlock(TimestepBlock):
 
         self.emb_layers = nn.Sequential(
             nn.SiLU(),
-            linear(emb_channels, 2 * self.out_channels if use_scale_shift_norm else self.out_channels),
+            linear(
+                emb_channels, 2 * self.out_channels if use_scale_shift_norm else self.out_channels
+            ),
         )
         self.out_layers = nn.Sequential(
             normalization(self.out_channels),
@@ -206,7 +208,9 @@ class AttentionBlock(nn.Module):
             self.num_heads = num_heads
         else:
             if channels % num_head_channels:
-                raise ValueError(f"channels {channels} not divisible by num_head_channels {num_head_channels}")
+                raise ValueError(
+                    f"channels {channels} not divisible by num_head_channels {num_head_channels}"
+                )
             self.num_heads = channels // num_head_channels
         if attention_backend not in ATTENTION_BACKENDS:
             raise ValueError(f"attention_backend must be one of {ATTENTION_BACKENDS}")
@@ -240,11 +244,15 @@ class AttentionBlock(nn.Module):
         bs, width, length = qkv.shape
         ch = width // (3 * self.num_heads)
         if self.use_new_attention_order:
-            q, k, v = (part.reshape(bs * self.num_heads, ch, length) for part in qkv.chunk(3, dim=1))
+            q, k, v = (
+                part.reshape(bs * self.num_heads, ch, length) for part in qkv.chunk(3, dim=1)
+            )
         else:
             q, k, v = qkv.reshape(bs * self.num_heads, ch * 3, length).split(ch, dim=1)
         if self.attention_backend == "sdpa":
-            a = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+            a = F.scaled_dot_product_attention(
+                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+            )
             a = a.transpose(1, 2)
         else:
             scale = ch**-0.25  # split between q and k, as the release does, for fp16 headroom
@@ -315,7 +323,9 @@ class UNetModel(nn.Module):
 
         time_embed_dim = model_channels * 4
         self.time_embed = nn.Sequential(
-            linear(model_channels, time_embed_dim), nn.SiLU(), linear(time_embed_dim, time_embed_dim)
+            linear(model_channels, time_embed_dim),
+            nn.SiLU(),
+            linear(time_embed_dim, time_embed_dim),
         )
         if num_classes is not None:
             self.label_emb = nn.Embedding(num_classes, time_embed_dim)
@@ -389,7 +399,9 @@ class UNetModel(nn.Module):
         self.out = nn.Sequential(
             normalization(ch),
             nn.SiLU(),
-            zero_module(conv_nd(dims, int(channel_mult[0] * model_channels), out_channels, 3, padding=1)),
+            zero_module(
+                conv_nd(dims, int(channel_mult[0] * model_channels), out_channels, 3, padding=1)
+            ),
         )
 
     def embed(self, timesteps, y=None):

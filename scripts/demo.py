@@ -32,9 +32,13 @@ def run(cmd):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default="runs/demo", help="demo folder")
-    parser.add_argument("--iterations", type=int, default=None, help="training steps per model (default: config)")
+    parser.add_argument(
+        "--iterations", type=int, default=None, help="training steps per model (default: config)"
+    )
     parser.add_argument("--num_samples", type=int, default=16)
     parser.add_argument("--step_inference", type=int, default=500, help="switch timestep S")
     parser.add_argument("--timestep_respacing", default="100", help="sampling steps")
@@ -49,7 +53,20 @@ def main(argv=None):
     started = time.time()
 
     if not (data / "README.md").exists():
-        run([py, "scripts/make_toy_data.py", "--out", data, "--size", 32, "--num_per_type", 8, "--seed", 0])
+        run(
+            [
+                py,
+                "scripts/make_toy_data.py",
+                "--out",
+                data,
+                "--size",
+                32,
+                "--num_per_type",
+                8,
+                "--seed",
+                0,
+            ]
+        )
 
     extra = [f"train.iterations={args.iterations}"] if args.iterations else []
     device = ["--device", args.device] if args.device else []

@@ -10,6 +10,7 @@ one schedule and the same seeds, score each on the held-out real pairs, and meas
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -27,39 +28,75 @@ from defect_gen.image_datasets import DatasetError  # noqa: E402
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data_dir", required=True, help="real dataset folder (any supported layout)")
-    p.add_argument("--num_train_per_type", type=int, default=5,
-                   help="first N sorted images per defect type train; the rest validate")
-    p.add_argument("--synthetic", default=None,
-                   help="sample folder (images/, masks/, manifest.json); without it modes a-c only")
+    p.add_argument(
+        "--num_train_per_type",
+        type=int,
+        default=5,
+        help="first N sorted images per defect type train; the rest validate",
+    )
+    p.add_argument(
+        "--synthetic",
+        default=None,
+        help="sample folder (images/, masks/, manifest.json); without it modes a-c only",
+    )
     p.add_argument("--out", required=True, help="output folder for report.json / .md / .png")
     p.add_argument("--resolution", type=int, default=128, help="square training/validation size")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1) per mode")
     p.add_argument("--iterations", type=int, default=300, help="training iterations per mode/seed")
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (cosine decay)")
-    p.add_argument("--dice_weight", type=float, default=1.0,
-                   help="weight of the soft-Dice term added to cross-entropy (0 = CE only)")
+    p.add_argument(
+        "--dice_weight",
+        type=float,
+        default=1.0,
+        help="weight of the soft-Dice term added to cross-entropy (0 = CE only)",
+    )
     p.add_argument("--width", type=int, default=16, help="SegNet width (16: about 5 M parameters)")
-    p.add_argument("--synthetic_ratio", type=float, default=1.0,
-                   help="synthetic:real pair count in mode d (1.0 = as many synthetic as real)")
-    p.add_argument("--modes", default=None,
-                   help="comma list out of a,b,c,d (default a,b,c,d; a,b,c without --synthetic)")
+    p.add_argument(
+        "--synthetic_ratio",
+        type=float,
+        default=1.0,
+        help="synthetic:real pair count in mode d (1.0 = as many synthetic as real)",
+    )
+    p.add_argument(
+        "--modes",
+        default=None,
+        help="comma list out of a,b,c,d (default a,b,c,d; a,b,c without --synthetic)",
+    )
     p.add_argument("--num_defect", type=int, default=None, help="number of defect classes K")
-    p.add_argument("--classes", default=None,
-                   help="comma list of defect type names in class order (MVTec layout)")
-    p.add_argument("--max_val", type=int, default=None,
-                   help="at most this many validation pairs per defect type")
+    p.add_argument(
+        "--classes",
+        default=None,
+        help="comma list of defect type names in class order (MVTec layout)",
+    )
+    p.add_argument(
+        "--max_val",
+        type=int,
+        default=None,
+        help="at most this many validation pairs per defect type",
+    )
     p.add_argument("--copy_paste_probability", type=float, default=0.5)
-    p.add_argument("--memorisation_threshold", type=float, default=1.0 / 3.0,
-                   help="near-copy when NN distance / median train-NN distance is below this")
-    p.add_argument("--inception_weights", default=None,
-                   help="feature extractor for FID/KID: TorchScript file or FIDInceptionV3 "
-                   "state_dict (pytorch-fid weights); without it FID/KID are not computed")
+    p.add_argument(
+        "--memorisation_threshold",
+        type=float,
+        default=1.0 / 3.0,
+        help="near-copy when NN distance / median train-NN distance is below this",
+    )
+    p.add_argument(
+        "--inception_weights",
+        default=None,
+        help="feature extractor for FID/KID: TorchScript file or FIDInceptionV3 "
+        "state_dict (pytorch-fid weights); without it FID/KID are not computed",
+    )
     p.add_argument("--inception_size", type=int, default=299, help="extractor input size")
-    p.add_argument("--inception_range", default=None, choices=["byte", "unit", "signed"],
-                   help="value range the extractor expects: byte [0,255], unit [0,1], signed "
-                   "[-1,1] (default: signed for FIDInceptionV3 weights, byte for StyleGAN's "
-                   "TorchScript Inception, else unit)")
+    p.add_argument(
+        "--inception_range",
+        default=None,
+        choices=["byte", "unit", "signed"],
+        help="value range the extractor expects: byte [0,255], unit [0,1], signed "
+        "[-1,1] (default: signed for FIDInceptionV3 weights, byte for StyleGAN's "
+        "TorchScript Inception, else unit)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--num_threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--quiet", action="store_true", help="log warnings only")
@@ -103,6 +140,13 @@ def main(argv=None):
         ),
     )
     try:
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise EvaluationError(f"--device {device}: CUDA is not available here")
+        try:
+            os.makedirs(args.out, exist_ok=True)  # fail before minutes of training, not after
+        except OSError as e:
+            message = f"{args.out}: cannot create the output folder ({e.strerror})"
+            raise EvaluationError(message) from None
         result = run_evaluation(config)
         paths = write_report(result, args.out)
     except (EvaluationError, DatasetError) as e:

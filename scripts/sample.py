@@ -27,28 +27,52 @@ from defect_gen.logger import configure_logging  # noqa: E402
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--large_recep", required=True, help="checkpoint of the large (global) model")
     p.add_argument("--small_recep", required=True, help="checkpoint of the small (patch) model")
-    p.add_argument("--step_inference", type=int, required=True,
-                   help="switch S: the large model denoises t >= S, the small one t < S (0..T)")
+    p.add_argument(
+        "--step_inference",
+        type=int,
+        required=True,
+        help="switch S: the large model denoises t >= S, the small one t < S (0..T)",
+    )
     p.add_argument("--sample_dir", required=True, help="output folder")
-    p.add_argument("--num_defect", type=int, help="defect classes K (checked against the checkpoints)")
+    p.add_argument(
+        "--num_defect", type=int, help="defect classes K (checked against the checkpoints)"
+    )
     p.add_argument("--num_samples", type=int, default=16)
-    p.add_argument("--batch_size", type=int, default=8, help="samples per forward pass, per process")
+    p.add_argument(
+        "--batch_size", type=int, default=8, help="samples per forward pass, per process"
+    )
     p.add_argument("--seed", type=int, default=0, help="sample i is drawn from seed + i")
     p.add_argument("--sampler", choices=sampling.SAMPLERS, default="cold")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity")
-    p.add_argument("--timestep_respacing", default="",
-                   help='"" for all T steps, or e.g. 250, ddim50, "10,20,30"')
-    p.add_argument("--use_ema", type=str2bool, default=True, help="EMA weights (default) or raw ones")
+    p.add_argument(
+        "--timestep_respacing",
+        default="",
+        help='"" for all T steps, or e.g. 250, ddim50, "10,20,30"',
+    )
+    p.add_argument(
+        "--use_ema", type=str2bool, default=True, help="EMA weights (default) or raw ones"
+    )
     p.add_argument("--precision", choices=tuple(sampling.AUTOCAST_DTYPES), default="fp32")
-    p.add_argument("--large_recep_config", help="YAML of the large model (needed for release checkpoints)")
-    p.add_argument("--small_recep_config", help="YAML of the small model (needed for release checkpoints)")
+    p.add_argument(
+        "--large_recep_config", help="YAML of the large model (needed for release checkpoints)"
+    )
+    p.add_argument(
+        "--small_recep_config", help="YAML of the small model (needed for release checkpoints)"
+    )
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace the samples of a folder generated with other parameters")
-    p.add_argument("--call_log", help="write every model call as a JSON line {rank, batch, model, t}")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the samples of a folder generated with other parameters",
+    )
+    p.add_argument(
+        "--call_log", help="write every model call as a JSON line {rank, batch, model, t}"
+    )
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)  # fmt: skip
 
@@ -72,8 +96,8 @@ def main(argv=None):
         timestep_respacing=args.timestep_respacing, eta=args.eta, seed=args.seed,
         use_ema=args.use_ema, precision=args.precision,
     )  # fmt: skip
-    if not args.overwrite:
-        sampling.check_folder(args.sample_dir, params)  # every rank raises alike: no rank waits alone
+    if not args.overwrite:  # every rank checks, so all raise alike and none waits alone
+        sampling.check_folder(args.sample_dir, params)
     dist_util.barrier()
     manifest = sampling.base_manifest(
         pair, params, num_samples=args.num_samples, batch_size=args.batch_size, world_size=world,

@@ -17,7 +17,13 @@ import torch  # noqa: E402
 
 from defect_gen import dist_util  # noqa: E402
 from defect_gen.cli import run_cli, str2bool  # noqa: E402
-from defect_gen.config import ConfigError, build_diffusion, build_model, dump, load_config  # noqa: E402
+from defect_gen.config import (
+    ConfigError,
+    build_diffusion,
+    build_model,
+    dump,
+    load_config,
+)  # noqa: E402
 from defect_gen.fileio import atomic_write_text  # noqa: E402
 from defect_gen.image_datasets import find_pairs, load_data, mask_statistics  # noqa: E402
 from defect_gen.logger import configure_logging  # noqa: E402
@@ -26,12 +32,18 @@ from defect_gen.train_util import TrainLoop, latest_checkpoint, read_checkpoint 
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", required=True, help="YAML config (ours or the release's)")
     parser.add_argument("--work_dir", required=True, help="run folder: checkpoints, logs, previews")
     parser.add_argument("--data_dir", help="dataset folder (overrides data.params.dir)")
-    parser.add_argument("--num_defect", type=int, help="number of defect classes K; channels = K + 4")
-    parser.add_argument("--resume", help="checkpoint to resume from (default: the run's latest, if any)")
+    parser.add_argument(
+        "--num_defect", type=int, help="number of defect classes K; channels = K + 4"
+    )
+    parser.add_argument(
+        "--resume", help="checkpoint to resume from (default: the run's latest, if any)"
+    )
     parser.add_argument(
         "--seperate_channel_loss", "--separate_channel_loss", dest="seperate_channel_loss", type=str2bool,
         help="1: MSE on RGB + 0.2 x cross-entropy on the mask channels (x0 only)",

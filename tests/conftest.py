@@ -28,4 +28,6 @@ def official_unets_tiny():
 
 @pytest.fixture(scope="session")
 def official_diffusion_reference():
-    return torch.load(shared_path("reference", "official_diffusion_reference.pt"), weights_only=False)
+    return torch.load(
+        shared_path("reference", "official_diffusion_reference.pt"), weights_only=False
+    )

@@ -45,7 +45,9 @@ def test_cold_at_step_one_renoises_unlike_release_typo():
     noise = torch.randn_like(x0)
     x1 = diffusion.q_sample(x0, torch.tensor([1]), noise)
     x_prev, _ = diffusion.sample_step(x0, x1, 1, 0, sampler="cold")
-    torch.testing.assert_close(x_prev, diffusion.q_sample(x0, torch.tensor([0]), noise), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        x_prev, diffusion.q_sample(x0, torch.tensor([0]), noise), atol=1e-5, rtol=0
+    )
 
 
 class Oracle(torch.nn.Module):
@@ -72,7 +74,13 @@ def test_deterministic_samplers_end_at_oracle_x0(parameterization, sampler, resp
     x0 = torch.rand(2, 6, 8, 8, generator=gen) * 1.8 - 0.9
     oracle = Oracle(diffusion, x0)
     out = sample_two_stage(
-        diffusion, oracle, oracle, x0.shape, 400, sampler=sampler, timestep_respacing=respacing,
+        diffusion,
+        oracle,
+        oracle,
+        x0.shape,
+        400,
+        sampler=sampler,
+        timestep_respacing=respacing,
         generator=gen,
     )
     torch.testing.assert_close(out, x0, atol=1e-4, rtol=0)
@@ -85,7 +93,13 @@ def test_ddpm_ends_at_oracle_x0_within_last_step_noise():
     oracle = Oracle(diffusion, x0)
     for respacing, steps in [(None, 1000), ("100", 100)]:
         out = sample_two_stage(
-            diffusion, oracle, oracle, x0.shape, 400, sampler="ddpm", timestep_respacing=respacing,
+            diffusion,
+            oracle,
+            oracle,
+            x0.shape,
+            400,
+            sampler="ddpm",
+            timestep_respacing=respacing,
             generator=gen,
         )
         # The final step returns x0_hat; the step before adds noise of std sigma, which the oracle
@@ -98,8 +112,12 @@ def test_ddpm_is_stochastic_and_ddim_eta_zero_is_not():
     diffusion = GaussianDiffusion()
     x_t = torch.randn(1, 6, 4, 4)
     model_out = torch.zeros_like(x_t)
-    a, _ = diffusion.sample_step(model_out, x_t, 500, 499, sampler="ddpm", generator=torch.Generator().manual_seed(0))
-    b, _ = diffusion.sample_step(model_out, x_t, 500, 499, sampler="ddpm", generator=torch.Generator().manual_seed(1))
+    a, _ = diffusion.sample_step(
+        model_out, x_t, 500, 499, sampler="ddpm", generator=torch.Generator().manual_seed(0)
+    )
+    b, _ = diffusion.sample_step(
+        model_out, x_t, 500, 499, sampler="ddpm", generator=torch.Generator().manual_seed(1)
+    )
     c, _ = diffusion.sample_step(model_out, x_t, 500, 499, sampler="ddim", eta=0.0)
     d, _ = diffusion.sample_step(model_out, x_t, 500, 499, sampler="ddim", eta=0.0)
     assert not torch.equal(a, b)
@@ -124,8 +142,15 @@ def test_cold_without_clamp_equals_ddim_eta_zero():
 def test_training_loss_matches_release_reductions():
     diffusion = GaussianDiffusion(seperate_channel_loss=True)
     gen = torch.Generator().manual_seed(3)
-    x0 = torch.cat([torch.rand(2, 3, 4, 4, generator=gen) * 2 - 1,
-                    torch.nn.functional.one_hot(torch.randint(0, 3, (2, 4, 4), generator=gen), 3).permute(0, 3, 1, 2).float()], 1)
+    x0 = torch.cat(
+        [
+            torch.rand(2, 3, 4, 4, generator=gen) * 2 - 1,
+            torch.nn.functional.one_hot(torch.randint(0, 3, (2, 4, 4), generator=gen), 3)
+            .permute(0, 3, 1, 2)
+            .float(),
+        ],
+        1,
+    )
     out = torch.randn(2, 6, 4, 4, generator=gen)
     losses = diffusion.training_losses(lambda x, t: out, x0, torch.tensor([3, 700]))
     expect_rgb = torch.nn.functional.mse_loss(out[:, :3], x0[:, :3])
@@ -140,11 +165,15 @@ def test_separate_loss_requires_x0():
         GaussianDiffusion(parameterization="eps", seperate_channel_loss=True)
 
 
-@pytest.mark.parametrize("spec, count", [("100", 100), ("ddim50", 50), ("10,20,30", 60), ("25", 25)])
+@pytest.mark.parametrize(
+    "spec, count", [("100", 100), ("ddim50", 50), ("10,20,30", 60), ("25", 25)]
+)
 def test_respacing_is_exact_and_sized(spec, count):
     diffusion = GaussianDiffusion()
     kept = space_timesteps(1000, spec)
     assert len(kept) == count and min(kept) >= 0 and max(kept) < 1000
     betas, timestep_map = respaced_betas(diffusion.alphas_cumprod, kept)
-    np.testing.assert_allclose(np.cumprod(1 - betas), diffusion.alphas_cumprod[timestep_map], rtol=1e-9)
+    np.testing.assert_allclose(
+        np.cumprod(1 - betas), diffusion.alphas_cumprod[timestep_map], rtol=1e-9
+    )
     assert sampling_timesteps(1000, spec) == sorted(kept, reverse=True)

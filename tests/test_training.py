@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import REPO
 from PIL import Image
 
-from conftest import REPO
 from defect_gen.config import ConfigError, load_config
 from defect_gen.fileio import load_torch
 from defect_gen.toy_data import write_dataset
@@ -107,7 +107,9 @@ def test_release_yaml_files_load(tmp_path):
 
 
 def test_shipped_configs_hold_release_values():
-    large, small = load_config(REPO / "configs/large.yaml"), load_config(REPO / "configs/small.yaml")
+    large, small = load_config(REPO / "configs/large.yaml"), load_config(
+        REPO / "configs/small.yaml"
+    )
     assert large["model"]["params"] == {**RELEASE_LARGE["model"]["params"]}
     assert small["model"]["params"]["model_channels"] == 192
     for cfg in (large, small):
@@ -120,14 +122,23 @@ def test_unknown_key_is_refused_with_allowed_keys(tmp_path):
     cfg = json.loads(json.dumps(RELEASE_LARGE))
     cfg["train"]["iteration"] = 5
     (tmp_path / "bad.yml").write_text(yaml.safe_dump(cfg))
-    with pytest.raises(ConfigError, match=r"bad.yml: unknown key 'train.iteration'; allowed: .*iterations"):
+    with pytest.raises(
+        ConfigError, match=r"bad.yml: unknown key 'train.iteration'; allowed: .*iterations"
+    ):
         load_config(tmp_path / "bad.yml")
 
 
 def test_overrides_parse_yaml_scalars(tmp_path):
     (tmp_path / "c.yml").write_text(yaml.safe_dump(RELEASE_LARGE))
-    cfg = load_config(tmp_path / "c.yml", ["train.iterations=20", "data.params.resolution=64",
-                                           "train.precision=bf16", "optimizer.params.lr=3e-4"])
+    cfg = load_config(
+        tmp_path / "c.yml",
+        [
+            "train.iterations=20",
+            "data.params.resolution=64",
+            "train.precision=bf16",
+            "optimizer.params.lr=3e-4",
+        ],
+    )
     assert cfg["train"]["iterations"] == 20 and cfg["data"]["params"]["resolution"] == 64
     assert cfg["train"]["precision"] == "bf16" and cfg["optimizer"]["params"]["lr"] == 3e-4
 
@@ -172,7 +183,9 @@ def _break_size_mismatch(d):
 
 
 def _break_mask_value(d):
-    Image.fromarray(np.full((16, 16), 9, np.uint8)).save(d / "converted_ground_truth" / "scratch" / "001.png")
+    Image.fromarray(np.full((16, 16), 9, np.uint8)).save(
+        d / "converted_ground_truth" / "scratch" / "001.png"
+    )
     return "converted_ground_truth/scratch/001.png", "9"
 
 
@@ -233,7 +246,9 @@ def test_num_defect_that_does_not_fit_the_model_is_refused(toy, tmp_path):
 
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(toy, tmp_path):
     work = tmp_path / "run"
-    result = train(work, toy, "train.iterations=6", "train.save_ckpt_interval=1", "optimizer.params.lr=1e30")
+    result = train(
+        work, toy, "train.iterations=6", "train.save_ckpt_interval=1", "optimizer.params.lr=1e30"
+    )
     assert result.returncode == 2, result.stderr
     line = last_line(result.stderr)
     assert "non-finite loss" in line and "Traceback" not in result.stderr
@@ -279,7 +294,9 @@ def test_exact_resume_after_kill(toy, tmp_path):
 
 def test_kill_while_writing_checkpoint_keeps_latest_complete(toy, tmp_path):
     work = tmp_path / "run"
-    result = train(work, toy, "train.iterations=4", "train.save_ckpt_interval=2", fault="kill_during_save:4")
+    result = train(
+        work, toy, "train.iterations=4", "train.save_ckpt_interval=2", fault="kill_during_save:4"
+    )
     assert result.returncode != 0
     latest = latest_checkpoint(work)
     assert latest.endswith("ckpt_000002.pt")
@@ -295,7 +312,9 @@ def test_kill_while_writing_checkpoint_keeps_latest_complete(toy, tmp_path):
 # Several processes and the wrappers
 
 
-@pytest.mark.skipif(shutil.which("mpirun", path=str(BIN)) is None, reason="mpirun not installed in the venv")
+@pytest.mark.skipif(
+    shutil.which("mpirun", path=str(BIN)) is None, reason="mpirun not installed in the venv"
+)
 def test_mpirun_two_ranks_stay_in_sync_and_read_different_samples(toy, tmp_path):
     work = tmp_path / "run"
     result = train(work, toy, "train.iterations=5", launcher=[str(BIN / "mpirun"), "-n", "2"])

@@ -27,8 +27,16 @@ def run(switch_t, respacing=None, sampler="cold"):
     diffusion = GaussianDiffusion()
     large, small = Recorder(), Recorder()
     before = (diffusion.num_timesteps, diffusion.alphas_cumprod.copy())
-    sample_two_stage(diffusion, large, small, (2, 6, 4, 4), switch_t, sampler=sampler,
-                     timestep_respacing=respacing, generator=torch.Generator().manual_seed(0))
+    sample_two_stage(
+        diffusion,
+        large,
+        small,
+        (2, 6, 4, 4),
+        switch_t,
+        sampler=sampler,
+        timestep_respacing=respacing,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert diffusion.num_timesteps == before[0] == 1000
     assert (diffusion.alphas_cumprod == before[1]).all()
     return large.calls, small.calls
@@ -64,8 +72,24 @@ def test_per_sample_generators_make_samples_batch_independent():
     diffusion = GaussianDiffusion()
     model = Recorder()
     gens = lambda seeds: [torch.Generator().manual_seed(s) for s in seeds]  # noqa: E731
-    both = sample_two_stage(diffusion, model, model, (2, 6, 4, 4), 400, sampler="ddpm",
-                            timestep_respacing="20", generator=gens([7, 8]))
-    alone = sample_two_stage(diffusion, model, model, (1, 6, 4, 4), 400, sampler="ddpm",
-                             timestep_respacing="20", generator=gens([8]))
+    both = sample_two_stage(
+        diffusion,
+        model,
+        model,
+        (2, 6, 4, 4),
+        400,
+        sampler="ddpm",
+        timestep_respacing="20",
+        generator=gens([7, 8]),
+    )
+    alone = sample_two_stage(
+        diffusion,
+        model,
+        model,
+        (1, 6, 4, 4),
+        400,
+        sampler="ddpm",
+        timestep_respacing="20",
+        generator=gens([8]),
+    )
     torch.testing.assert_close(both[1:], alone, atol=1e-6, rtol=0)

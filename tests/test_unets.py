@@ -4,8 +4,8 @@ import re
 
 import pytest
 import torch
-
 from conftest import shared_path
+
 from defect_gen.nn import count_parameters
 from defect_gen.patch_unet import PatchUNetModel, receptive_field
 from defect_gen.unet import UNetModel
@@ -42,9 +42,7 @@ def read_param_listing(name):
     return rows
 
 
-@pytest.mark.parametrize(
-    "name, cls", [("large_tiny", UNetModel), ("small_tiny", PatchUNetModel)]
-)
+@pytest.mark.parametrize("name, cls", [("large_tiny", UNetModel), ("small_tiny", PatchUNetModel)])
 @pytest.mark.parametrize("backend", ["sdpa", "math"])
 def test_official_tiny_weights_reproduce_outputs(official_unets_tiny, name, cls, backend):
     ref = official_unets_tiny[name]
@@ -90,8 +88,14 @@ def test_large_model_receptive_field_is_whole_image():
 def test_sdpa_and_math_attention_agree_in_training_mode():
     torch.manual_seed(0)
     params = dict(
-        image_size=16, in_channels=6, out_channels=6, model_channels=32, num_res_blocks=1,
-        attention_downsample=[1, 2], num_head_channels=16, channel_mult=[1, 2],
+        image_size=16,
+        in_channels=6,
+        out_channels=6,
+        model_channels=32,
+        num_res_blocks=1,
+        attention_downsample=[1, 2],
+        num_head_channels=16,
+        channel_mult=[1, 2],
     )
     a = UNetModel(**params, attention_backend="sdpa")
     b = UNetModel(**params, attention_backend="math")
@@ -105,8 +109,14 @@ def test_sdpa_and_math_attention_agree_in_training_mode():
 def test_gradient_checkpointing_gives_same_gradients():
     torch.manual_seed(0)
     params = dict(
-        image_size=16, in_channels=6, out_channels=6, model_channels=32, num_res_blocks=1,
-        attention_downsample=[2], num_head_channels=16, channel_mult=[1, 2],
+        image_size=16,
+        in_channels=6,
+        out_channels=6,
+        model_channels=32,
+        num_res_blocks=1,
+        attention_downsample=[2],
+        num_head_channels=16,
+        channel_mult=[1, 2],
     )
     plain = UNetModel(**params)
     for p in plain.parameters():
