@@ -11,11 +11,11 @@ import copy
 import torch
 import torch.nn as nn
 
-from .nn import GroupNorm32, conv_nd, linear, normalization, timestep_embedding, zero_module
-from .unet import Downsample, ResBlock, TimestepEmbedSequential, Upsample
+from .nn import GroupNorm32
+from .unet import TimestepEmbedSequential, UNetBase
 
 
-class PatchUNetModel(nn.Module):
+class PatchUNetModel(UNetBase):
     """
     A UNet whose receptive field is a patch, not the image (157 px for the shipped config).
 
@@ -49,88 +49,27 @@ class PatchUNetModel(nn.Module):
         attention_backend="sdpa",
     ):
         super().__init__()
-        self.image_size = image_size
-        self.in_channels = in_channels
-        self.model_channels = model_channels
-        self.out_channels = out_channels
-        self.num_res_blocks = num_res_blocks
-        self.channel_mult = tuple(channel_mult)
-        self.num_classes = num_classes
-
-        time_embed_dim = model_channels * 4
-        self.time_embed = nn.Sequential(
-            linear(model_channels, time_embed_dim),
-            nn.SiLU(),
-            linear(time_embed_dim, time_embed_dim),
-        )
-        if num_classes is not None:
-            self.label_emb = nn.Embedding(num_classes, time_embed_dim)
-
-        def res_block(ch, out_ch, **kw):
-            return ResBlock(
-                ch,
-                time_embed_dim,
-                dropout,
-                out_channels=out_ch,
-                dims=dims,
-                use_checkpoint=use_checkpoint,
-                use_scale_shift_norm=use_scale_shift_norm,
-                **kw,
-            )
-
-        ch = int(channel_mult[0] * model_channels)
-        self.input_blocks = nn.ModuleList(
-            [TimestepEmbedSequential(conv_nd(dims, in_channels, ch, 3, padding=1))]
-        )
-        skip_chans = [ch]
-        for level, mult in enumerate(channel_mult):
-            for _ in range(num_res_blocks):
-                self.input_blocks.append(
-                    TimestepEmbedSequential(res_block(ch, int(mult * model_channels)))
-                )
-                ch = int(mult * model_channels)
-                skip_chans.append(ch)
-            if level != len(channel_mult) - 1:
-                down = (
-                    res_block(ch, ch, down=True)
-                    if resblock_updown
-                    else Downsample(ch, conv_resample, dims=dims, out_channels=ch)
-                )
-                self.input_blocks.append(TimestepEmbedSequential(down))
-                skip_chans.append(ch)
+        self._init_trunk(
+            image_size=image_size, in_channels=in_channels, model_channels=model_channels,
+            out_channels=out_channels, num_res_blocks=num_res_blocks, dropout=dropout,
+            channel_mult=channel_mult, conv_resample=conv_resample, dims=dims, num_classes=num_classes,
+            use_checkpoint=use_checkpoint, use_scale_shift_norm=use_scale_shift_norm,
+            resblock_updown=resblock_updown,
+        )  # fmt: skip
+        ch, skip_chans = self._build_encoder()
 
         # The deepest encoder output feeds the first decoder block directly, without a skip.
         skip_chans.pop()
         self.output_blocks = nn.ModuleList([])
         for level, mult in list(enumerate(channel_mult))[::-1]:
             for i in range(num_res_blocks + 1):
-                skip = 0 if not self.output_blocks else skip_chans.pop()
-                layers = [res_block(ch + skip, int(model_channels * mult))]
+                skip = skip_chans.pop() if self.output_blocks else 0
+                layers = [self._res_block(ch + skip, int(model_channels * mult))]
                 ch = int(model_channels * mult)
                 if level and i == num_res_blocks:
-                    layers.append(
-                        res_block(ch, ch, up=True)
-                        if resblock_updown
-                        else Upsample(ch, conv_resample, dims=dims, out_channels=ch)
-                    )
+                    layers.append(self._resample(ch, up=True))
                 self.output_blocks.append(TimestepEmbedSequential(*layers))
-
-        self.out = nn.Sequential(
-            normalization(ch),
-            nn.SiLU(),
-            zero_module(
-                conv_nd(dims, int(channel_mult[0] * model_channels), out_channels, 3, padding=1)
-            ),
-        )
-
-    def embed(self, timesteps, y=None):
-        """Give the [N x 4 * model_channels] conditioning embedding of timesteps (and labels)."""
-        if (y is not None) != (self.num_classes is not None):
-            raise ValueError("pass y if and only if the model is class-conditional")
-        emb = self.time_embed(timestep_embedding(timesteps, self.model_channels))
-        if y is not None:
-            emb = emb + self.label_emb(y)
-        return emb
+        self._build_out(ch)
 
     def forward(self, x, timesteps, y=None):
         """
@@ -140,11 +79,7 @@ class PatchUNetModel(nn.Module):
         :return: an [N x out_channels x H x W] Tensor.
         """
         emb = self.embed(timesteps, y)
-        hs = []
-        h = x
-        for module in self.input_blocks:
-            h = module(h, emb)
-            hs.append(h)
+        h, hs = self.encode(x, emb)
         hs.pop()
         h = self.output_blocks[0](h, emb)
         for module in self.output_blocks[1:]:

@@ -262,7 +262,133 @@ class AttentionBlock(nn.Module):
         return a.reshape(bs, -1, length)
 
 
-class UNetModel(nn.Module):
+class UNetBase(nn.Module):
+    """
+    What the large and the small UNet share: the timestep (and label) embedding, the residual-block and
+    resampling factories, the encoder, and the output head.
+
+    Modules are created in the order the release's classes create them, so state_dict keys keep its order.
+    """
+
+    def _init_trunk(
+        self,
+        *,
+        image_size,
+        in_channels,
+        model_channels,
+        out_channels,
+        num_res_blocks,
+        dropout,
+        channel_mult,
+        conv_resample,
+        dims,
+        num_classes,
+        use_checkpoint,
+        use_scale_shift_norm,
+        resblock_updown,
+    ):
+        self.image_size = image_size
+        self.in_channels = in_channels
+        self.model_channels = model_channels
+        self.out_channels = out_channels
+        self.num_res_blocks = num_res_blocks
+        self.channel_mult = tuple(channel_mult)
+        self.num_classes = num_classes
+        self._block_args = dict(
+            dropout=dropout, dims=dims, use_checkpoint=use_checkpoint,
+            use_scale_shift_norm=use_scale_shift_norm,
+        )  # fmt: skip
+        self._resample_args = dict(conv_resample=conv_resample, resblock_updown=resblock_updown)
+
+        time_embed_dim = model_channels * 4
+        self.time_embed = nn.Sequential(
+            linear(model_channels, time_embed_dim),
+            nn.SiLU(),
+            linear(time_embed_dim, time_embed_dim),
+        )
+        if num_classes is not None:
+            self.label_emb = nn.Embedding(num_classes, time_embed_dim)
+
+    def _res_block(self, ch, out_ch, **kw):
+        a = self._block_args
+        return ResBlock(
+            ch, self.model_channels * 4, a["dropout"], out_channels=out_ch, dims=a["dims"],
+            use_checkpoint=a["use_checkpoint"], use_scale_shift_norm=a["use_scale_shift_norm"], **kw,
+        )  # fmt: skip
+
+    def _resample(self, ch, *, up):
+        """Give a 2x up- or downsampling layer keeping `ch` channels."""
+        if self._resample_args["resblock_updown"]:
+            return self._res_block(ch, ch, up=up, down=not up)
+        layer = Upsample if up else Downsample
+        return layer(
+            ch, self._resample_args["conv_resample"], dims=self._block_args["dims"], out_channels=ch
+        )
+
+    def _build_encoder(self, attention=None):
+        """
+        Create `input_blocks`; give (channels at the bottom, skip channels of every block).
+
+        :param attention: None, or a callable (channels, downsample rate) -> an attention module or None.
+        """
+        dims = self._block_args["dims"]
+        ch = int(self.channel_mult[0] * self.model_channels)
+        self.input_blocks = nn.ModuleList(
+            [TimestepEmbedSequential(conv_nd(dims, self.in_channels, ch, 3, padding=1))]
+        )
+        skip_chans = [ch]
+        ds = 1
+        for level, mult in enumerate(self.channel_mult):
+            for _ in range(self.num_res_blocks):
+                layers = [self._res_block(ch, int(mult * self.model_channels))]
+                ch = int(mult * self.model_channels)
+                attn = attention(ch, ds) if attention else None
+                if attn is not None:
+                    layers.append(attn)
+                self.input_blocks.append(TimestepEmbedSequential(*layers))
+                skip_chans.append(ch)
+            if level != len(self.channel_mult) - 1:
+                self.input_blocks.append(TimestepEmbedSequential(self._resample(ch, up=False)))
+                skip_chans.append(ch)
+                ds *= 2
+        return ch, skip_chans
+
+    def _build_out(self, ch):
+        dims = self._block_args["dims"]
+        self.out = nn.Sequential(
+            normalization(ch),
+            nn.SiLU(),
+            zero_module(
+                conv_nd(
+                    dims,
+                    int(self.channel_mult[0] * self.model_channels),
+                    self.out_channels,
+                    3,
+                    padding=1,
+                )
+            ),
+        )
+
+    def embed(self, timesteps, y=None):
+        """Give the [N x 4 * model_channels] conditioning embedding of timesteps (and labels)."""
+        if (y is not None) != (self.num_classes is not None):
+            raise ValueError("pass y if and only if the model is class-conditional")
+        emb = self.time_embed(timestep_embedding(timesteps, self.model_channels))
+        if y is not None:
+            emb = emb + self.label_emb(y)
+        return emb
+
+    def encode(self, x, emb):
+        """Give (deepest features, list of every encoder block's output) for input x."""
+        hs = []
+        h = x
+        for module in self.input_blocks:
+            h = module(h, emb)
+            hs.append(h)
+        return h, hs
+
+
+class UNetModel(UNetBase):
     """
     The guided-diffusion UNet: the large, global-receptive-field model of Defect-Gen.
 
@@ -312,37 +438,16 @@ class UNetModel(nn.Module):
         super().__init__()
         if num_heads_upsample == -1:
             num_heads_upsample = num_heads
-        self.image_size = image_size
-        self.in_channels = in_channels
-        self.model_channels = model_channels
-        self.out_channels = out_channels
-        self.num_res_blocks = num_res_blocks
+        self._init_trunk(
+            image_size=image_size, in_channels=in_channels, model_channels=model_channels,
+            out_channels=out_channels, num_res_blocks=num_res_blocks, dropout=dropout,
+            channel_mult=channel_mult, conv_resample=conv_resample, dims=dims, num_classes=num_classes,
+            use_checkpoint=use_checkpoint, use_scale_shift_norm=use_scale_shift_norm,
+            resblock_updown=resblock_updown,
+        )  # fmt: skip
         self.attention_downsample = tuple(attention_downsample or ())
-        self.channel_mult = tuple(channel_mult)
-        self.num_classes = num_classes
 
-        time_embed_dim = model_channels * 4
-        self.time_embed = nn.Sequential(
-            linear(model_channels, time_embed_dim),
-            nn.SiLU(),
-            linear(time_embed_dim, time_embed_dim),
-        )
-        if num_classes is not None:
-            self.label_emb = nn.Embedding(num_classes, time_embed_dim)
-
-        def res_block(ch, out_ch, **kw):
-            return ResBlock(
-                ch,
-                time_embed_dim,
-                dropout,
-                out_channels=out_ch,
-                dims=dims,
-                use_checkpoint=use_checkpoint,
-                use_scale_shift_norm=use_scale_shift_norm,
-                **kw,
-            )
-
-        def attention(ch, heads):
+        def make_attention(ch, heads):
             return AttentionBlock(
                 ch,
                 num_heads=heads,
@@ -352,66 +457,29 @@ class UNetModel(nn.Module):
                 attention_backend=attention_backend,
             )
 
-        ch = int(channel_mult[0] * model_channels)
-        self.input_blocks = nn.ModuleList(
-            [TimestepEmbedSequential(conv_nd(dims, in_channels, ch, 3, padding=1))]
+        ch, skip_chans = self._build_encoder(
+            lambda ch, ds: (
+                make_attention(ch, num_heads) if ds in self.attention_downsample else None
+            )
         )
-        skip_chans = [ch]
-        ds = 1
-        for level, mult in enumerate(channel_mult):
-            for _ in range(num_res_blocks):
-                layers = [res_block(ch, int(mult * model_channels))]
-                ch = int(mult * model_channels)
-                if ds in self.attention_downsample:
-                    layers.append(attention(ch, num_heads))
-                self.input_blocks.append(TimestepEmbedSequential(*layers))
-                skip_chans.append(ch)
-            if level != len(channel_mult) - 1:
-                down = (
-                    res_block(ch, ch, down=True)
-                    if resblock_updown
-                    else Downsample(ch, conv_resample, dims=dims, out_channels=ch)
-                )
-                self.input_blocks.append(TimestepEmbedSequential(down))
-                skip_chans.append(ch)
-                ds *= 2
-
+        res_block = self._res_block
         self.middle_block = TimestepEmbedSequential(
-            res_block(ch, ch), attention(ch, num_heads), res_block(ch, ch)
+            res_block(ch, ch), make_attention(ch, num_heads), res_block(ch, ch)
         )
 
         self.output_blocks = nn.ModuleList([])
+        ds = 2 ** (len(channel_mult) - 1)
         for level, mult in list(enumerate(channel_mult))[::-1]:
             for i in range(num_res_blocks + 1):
                 layers = [res_block(ch + skip_chans.pop(), int(model_channels * mult))]
                 ch = int(model_channels * mult)
                 if ds in self.attention_downsample:
-                    layers.append(attention(ch, num_heads_upsample))
+                    layers.append(make_attention(ch, num_heads_upsample))
                 if level and i == num_res_blocks:
-                    layers.append(
-                        res_block(ch, ch, up=True)
-                        if resblock_updown
-                        else Upsample(ch, conv_resample, dims=dims, out_channels=ch)
-                    )
+                    layers.append(self._resample(ch, up=True))
                     ds //= 2
                 self.output_blocks.append(TimestepEmbedSequential(*layers))
-
-        self.out = nn.Sequential(
-            normalization(ch),
-            nn.SiLU(),
-            zero_module(
-                conv_nd(dims, int(channel_mult[0] * model_channels), out_channels, 3, padding=1)
-            ),
-        )
-
-    def embed(self, timesteps, y=None):
-        """Give the [N x 4 * model_channels] conditioning embedding of timesteps (and labels)."""
-        if (y is not None) != (self.num_classes is not None):
-            raise ValueError("pass y if and only if the model is class-conditional")
-        emb = self.time_embed(timestep_embedding(timesteps, self.model_channels))
-        if y is not None:
-            emb = emb + self.label_emb(y)
-        return emb
+        self._build_out(ch)
 
     def forward(self, x, timesteps, y=None):
         """
@@ -421,11 +489,7 @@ class UNetModel(nn.Module):
         :return: an [N x out_channels x H x W] Tensor.
         """
         emb = self.embed(timesteps, y)
-        hs = []
-        h = x
-        for module in self.input_blocks:
-            h = module(h, emb)
-            hs.append(h)
+        h, hs = self.encode(x, emb)
         h = self.middle_block(h, emb)
         for module in self.output_blocks:
             h = module(torch.cat([h, hs.pop()], dim=1), emb)
