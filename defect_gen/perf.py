@@ -1,10 +1,10 @@
 """
-Performance helpers: FLOP counts of a model's forward (and training) pass and a sampling batch size
-that fills a GPU's free memory.
+Performance helpers: FLOP counts of a model's forward (and training) pass and a sampling batch
+size that fills a GPU's free memory.
 
-FLOPs are those :class:`torch.utils.flop_counter.FlopCounterMode` counts: 2 per multiply-accumulate of
-convolutions, matrix products and attention; normalisation, activations and elementwise arithmetic are
-not counted. Counting runs on the ``meta`` device, so it costs no real arithmetic and no memory.
+FLOPs are those :class:`torch.utils.flop_counter.FlopCounterMode` counts: 2 per multiply-accumulate
+of convolutions, matrix products and attention; normalisation, activations and elementwise
+arithmetic are not counted. Counting runs on the ``meta`` device: no arithmetic, no memory.
 """
 
 import inspect
@@ -42,8 +42,8 @@ def flops_per_forward(model, shape):
     """
     Give the FLOPs of one forward pass of `model` on an input of `shape`.
 
-    `model` is called as ``model(x, timesteps)`` when its forward takes `timesteps` (the UNets), else as
-    ``model(x)``. Its weights are not touched: the count runs on meta copies of them.
+    `model` is called as ``model(x, timesteps)`` when its forward takes `timesteps` (the UNets),
+    else as ``model(x)``. Its weights are not touched: the count runs on meta copies of them.
 
     :param shape: the input shape, batch included, e.g. (N, C, H, W).
     :return: an int.
@@ -53,10 +53,10 @@ def flops_per_forward(model, shape):
 
 def flops_per_train_step(model, shape):
     """
-    Give the FLOPs of one forward plus backward pass on an input of `shape` (input gradient included).
+    Give the FLOPs of one forward and backward pass on an input of `shape`, input gradient included.
 
-    Gradient checkpointing's recomputation is not counted: this is the model's work, the numerator of
-    the model FLOP utilisation (MFU).
+    Gradient checkpointing's recomputation is not counted: this is the model's work, the numerator
+    of the model FLOP utilisation (MFU).
     """
     return _meta_call(model, shape, backward=True)
 
@@ -66,12 +66,13 @@ def suggest_batch_size(
     cpu_default=CPU_DEFAULT_BATCH,
 ):  # fmt: skip
     """
-    Give a sampling batch size for `model` on `device`: the largest that fits `max_fraction` of free memory.
+    Give a sampling batch size for `model` on `device`: the largest that fits `max_fraction` of the
+    free memory.
 
     On CUDA, forwards at batch 1 and 2 (no gradients, as in sampling) measure the peak memory; the
     difference is the memory per sample, the rest a fixed cost, and the batch is scaled to fill
-    `max_fraction` of the memory free after the probe. On other devices it gives `cpu_default` (host memory
-    is rarely the limit; speed is).
+    `max_fraction` of the memory free after the probe. On other devices it gives `cpu_default` (host
+    memory is rarely the limit there; speed is).
 
     :param shape: one sample's shape (C, H, W).
     :param autocast_dtype: the dtype sampling will autocast to (e.g. torch.bfloat16), or None.
@@ -115,8 +116,8 @@ def randomize_zero_parameters_(model, std=0.02, generator=None):
     """
     Give `model` back with every all-zero parameter redrawn from N(0, std^2), in place.
 
-    The UNets zero-initialise their output convolutions, so a fresh model maps everything to a constant;
-    benchmarks and equivalence tests need a model whose output depends on its input.
+    The UNets zero-initialise their output convolutions, so a fresh model's output ignores its
+    input; benchmarks and equivalence tests need a model whose output depends on it.
     """
     for p in model.parameters():
         if not p.any():

@@ -10,7 +10,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO))
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# One thread: the tiny models of the tests gain nothing from more, and lose much when cores are shared.
+torch.set_num_threads(1)
 
 
 def shared_path(*parts):
