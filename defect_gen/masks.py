@@ -138,10 +138,18 @@ def overlay(image, index_map, alpha=0.5, num_classes=None):
     return out.round().clip(0, 255).astype(np.uint8)
 
 
-def make_grid(images, ncol=None, pad=2):
-    """Give one uint8 [H' x W' x 3] picture tiling a list of equally sized [H x W x 3] images."""
+def make_grid(images, ncol=None, pad=2, min_tile=None):
+    """
+    Give one uint8 [H' x W' x 3] picture tiling a list of equally sized [H x W x 3] images.
+
+    :param min_tile: if given, small images are enlarged by an integer factor (nearest neighbour) until
+        they are at least this many pixels high, so that 32 px samples stay legible.
+    """
     if not len(images):
         raise ValueError("make_grid needs at least one image")
+    if min_tile:
+        factor = max(1, -(-min_tile // images[0].shape[0]))
+        images = [np.repeat(np.repeat(img, factor, axis=0), factor, axis=1) for img in images]
     n = len(images)
     ncol = ncol or int(np.ceil(np.sqrt(n)))
     nrow = int(np.ceil(n / ncol))

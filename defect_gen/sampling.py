@@ -47,7 +47,8 @@ SUBDIRS = ("images", "masks", "masks_rgb")
 MANIFEST = "manifest.json"
 GRID = "grid.png"
 GRID_MAX_SAMPLES = 64
-GRID_COLUMNS = 8
+GRID_COLUMNS = 8  # tiles: 4 (image, overlay) pairs
+GRID_MIN_TILE = 96  # px; smaller samples are enlarged in the grid
 MANIFEST_FORMAT = "defect-gen-samples/1"
 
 # switch-sweep figure layout (pixels)
@@ -507,13 +508,13 @@ def read_sample(sample_dir, index):
 
 
 def write_grid(sample_dir, indices, num_defect):
-    """Write grid.png: the samples' images with their masks overlaid, 8 per row."""
+    """Write grid.png: each sample's image next to the image with its mask overlaid, 4 pairs per row."""
     tiles = []
     for i in indices[:GRID_MAX_SAMPLES]:
         rgb, index_map = read_sample(sample_dir, i)
-        tiles.append(overlay(rgb, index_map, alpha=0.5, num_classes=num_defect + 1))
+        tiles += [rgb, overlay(rgb, index_map, alpha=0.5, num_classes=num_defect + 1)]
     if tiles:
-        grid = make_grid(tiles, ncol=min(GRID_COLUMNS, len(tiles)))
+        grid = make_grid(tiles, ncol=min(GRID_COLUMNS, len(tiles)), min_tile=GRID_MIN_TILE)
         atomic_write_bytes(bf.join(str(sample_dir), GRID), _png_bytes(grid))
 
 

@@ -424,7 +424,7 @@ def save_preview(x, path):
     tiles = []
     for img, idx in zip(images, index):
         tiles += [img, overlay(img, idx, alpha=0.6, num_classes=max(num_classes, 11))]
-    grid = make_grid(tiles, ncol=min(len(tiles), 8))
+    grid = make_grid(tiles, ncol=min(len(tiles), 8), min_tile=96)
     buf = _png_bytes(grid)
     atomic_write_bytes(path, buf)
 

@@ -17,6 +17,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from defect_gen.toy_data import defect_classes  # noqa: E402
+
+TOY_CLASSES = defect_classes(4)
 
 
 def run(cmd):
@@ -72,7 +77,7 @@ def main(argv=None):
     device = ["--device", args.device] if args.device else []
     for kind in ("large", "small"):
         run([py, "scripts/train.py", "--config", f"configs/tiny_{kind}.yaml", "--work_dir", out / kind,
-             "--data_dir", data, *device, *extra])  # fmt: skip
+             "--data_dir", data, *device, *extra, f"data.params.classes=[{','.join(TOY_CLASSES)}]"])  # fmt: skip
 
     run([py, "scripts/sample.py",
          "--large_recep", out / "large" / "checkpoints" / "latest",

@@ -171,16 +171,17 @@ def test_sample_folder_contract(base, ckpts):
         index = np.asarray(mask)
         assert index.max() <= K
         np.testing.assert_array_equal(np.asarray(mask_rgb), palette(K + 1)[index])
-    # grid: one overlay tile per sample in one row of 5, pad 2
+    # grid: (image, overlay) pairs, 4 pairs per row, tiles enlarged to >= 96 px, pad 2
+    f = -(-sampling.GRID_MIN_TILE // RES)
+    tile = RES * f
+    rows = -(-N // 4)
     grid = np.asarray(Image.open(base / "grid.png"))
-    assert grid.shape == (RES + 4, N * (RES + 2) + 2, 3)
-    first = overlay(
-        np.asarray(Image.open(base / "images/000000.png")),
-        np.asarray(Image.open(base / "masks/000000.png")),
-        0.5,
-        K + 1,
-    )
-    np.testing.assert_array_equal(grid[2 : 2 + RES, 2 : 2 + RES], first)
+    assert grid.shape == (rows * (tile + 2) + 2, min(2 * N, 8) * (tile + 2) + 2, 3)
+    image0 = np.asarray(Image.open(base / "images/000000.png"))
+    first = overlay(image0, np.asarray(Image.open(base / "masks/000000.png")), 0.5, K + 1)
+    enlarge = lambda a: np.repeat(np.repeat(a, f, axis=0), f, axis=1)  # noqa: E731
+    np.testing.assert_array_equal(grid[2 : 2 + tile, 2 : 2 + tile], enlarge(image0))
+    np.testing.assert_array_equal(grid[2 : 2 + tile, tile + 4 : 2 * tile + 4], enlarge(first))
 
     m = json.loads((base / "manifest.json").read_text())
     g = m["generation"]
