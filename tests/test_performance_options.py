@@ -38,15 +38,6 @@ SMALL = dict(
 )  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models: several threads only wait for each other, badly so on a shared, loaded CPU.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make(cls, params, seed=0, **options):
     """A tiny model with random weights, zero-initialised layers redrawn, so every layer matters."""
     torch.manual_seed(seed)

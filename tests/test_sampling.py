@@ -43,15 +43,6 @@ def _script(name):
 SAMPLE, SWEEP, TRAIN = _script("sample"), _script("switch_sweep"), _script("train")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models on a shared CPU: several threads per process only contend.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def subprocess_env():
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
@@ -61,8 +52,6 @@ def subprocess_env():
 @pytest.fixture(scope="session")
 def ckpts(tmp_path_factory):
     """Two tiny checkpoints (16 px, 4 defect classes) trained for 2 steps by scripts/train.py."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("sampling_ckpts")
     write_dataset(root / "data", layout="official", num_per_type=2, size=RES, seed=0)
     paths = {}
@@ -74,7 +63,6 @@ def ckpts(tmp_path_factory):
         ])  # fmt: skip
         paths[kind] = str(root / kind / "checkpoints" / "ckpt_000002.pt")
         assert Path(paths[kind]).exists()
-    torch.set_num_threads(before)
     return paths
 
 
