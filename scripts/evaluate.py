@@ -5,7 +5,7 @@ one schedule and the same seeds, score each on the held-out real pairs, and meas
 (memorisation, diversity, mask statistics, optional FID/KID). Writes report.json, report.md, report.png.
 
     python scripts/evaluate.py --data_dir D --num_train_per_type 5 --synthetic DIR --out DIR \
-        [--resolution 128] [--seeds 3] [--iterations 300] [--synthetic_ratio 1.0]
+        [--resolution 128] [--seeds 3] [--iterations 600] [--synthetic_ratio 1.0]
 """
 
 import argparse
@@ -42,16 +42,32 @@ def parse_args(argv=None):
     p.add_argument("--out", required=True, help="output folder for report.json / .md / .png")
     p.add_argument("--resolution", type=int, default=128, help="square training/validation size")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1) per mode")
-    p.add_argument("--iterations", type=int, default=300, help="training iterations per mode/seed")
-    p.add_argument("--batch_size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (cosine decay)")
+    p.add_argument(
+        "--iterations",
+        type=int,
+        default=TrainSettings.iterations,
+        help="training iterations per mode and seed",
+    )
+    p.add_argument("--batch_size", type=int, default=TrainSettings.batch_size)
+    p.add_argument(
+        "--lr", type=float, default=TrainSettings.lr, help="AdamW learning rate (cosine decay)"
+    )
     p.add_argument(
         "--dice_weight",
         type=float,
-        default=1.0,
+        default=TrainSettings.dice_weight,
         help="weight of the soft-Dice term added to cross-entropy (0 = CE only)",
     )
-    p.add_argument("--width", type=int, default=16, help="SegNet width (16: about 5 M parameters)")
+    p.add_argument(
+        "--class_balance",
+        type=int,
+        choices=[0, 1],
+        default=int(TrainSettings.class_balance),
+        help="1: weight cross-entropy by sqrt(background / class pixels) of the real training masks",
+    )
+    p.add_argument(
+        "--width", type=int, default=TrainSettings.width, help="SegNet width (16: ~5 M parameters)"
+    )
     p.add_argument(
         "--synthetic_ratio",
         type=float,
@@ -136,6 +152,7 @@ def main(argv=None):
             batch_size=args.batch_size,
             lr=args.lr,
             dice_weight=args.dice_weight,
+            class_balance=bool(args.class_balance),
             width=args.width,
         ),
     )

@@ -23,9 +23,9 @@ from defect_gen.evaluation.metrics import (
     segmentation_scores,
 )
 from defect_gen.evaluation.report import to_jsonable
-from defect_gen.evaluation.runner import EvalConfig, run_evaluation
+from defect_gen.evaluation.runner import EvalConfig, paired_deltas, run_evaluation, summarise
 from defect_gen.evaluation.segnet import SegNet, count_parameters
-from defect_gen.evaluation.segtrain import TrainSettings
+from defect_gen.evaluation.segtrain import TrainSettings, class_weights, train_segmenter
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "evaluate.py"
@@ -153,6 +153,25 @@ def test_mean_std_skips_nan_and_uses_sample_std():
     assert mean == pytest.approx(0.3) and std == pytest.approx(np.std([0.2, 0.4], ddof=1))
     assert all(math.isnan(v) for v in mean_std([float("nan")]))
     assert math.isnan(mean_std([0.5])[1])
+
+
+def test_summary_over_seeds_and_paired_deltas():
+    nan = float("nan")
+    runs = [
+        {"seed": 0, "iou": [0.9, 0.2, nan], "dice": [0.9, 0.3, nan], "miou": 0.55, "miou_fg": 0.2},
+        {"seed": 1, "iou": [0.8, 0.4, nan], "dice": [0.8, 0.5, nan], "miou": 0.6, "miou_fg": 0.4},
+    ]
+    for r in runs:
+        r.update(mdice=0.0, mdice_fg=0.0, pixel_accuracy=1.0)
+    s = summarise(runs, 3)
+    np.testing.assert_allclose(s["iou_mean"][:2], [0.85, 0.3])
+    np.testing.assert_allclose(
+        s["iou_std"][:2], [np.std([0.9, 0.8], ddof=1), np.std([0.2, 0.4], ddof=1)]
+    )
+    assert math.isnan(s["iou_mean"][2]) and s["miou_fg"]["mean"] == pytest.approx(0.3)
+    better = [dict(r, miou_fg=r["miou_fg"] + 0.1 * (1 + r["seed"])) for r in runs]
+    deltas = paired_deltas({"a": {"per_seed": runs}, "d": {"per_seed": better}})
+    assert deltas["d"]["miou_fg"]["per_seed"] == pytest.approx([0.1, 0.2])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -358,6 +377,39 @@ def test_segnet_parameter_count_and_shapes():
     assert 2_000_000 <= count_parameters(net) <= 8_000_000
     for h, w in ((32, 32), (37, 50)):
         assert net(torch.randn(2, 3, h, w)).shape == (2, 6, h, w)
+
+
+def test_class_weights_hand_case():
+    masks = np.zeros((1, 10, 10), np.int64)
+    masks[0, 0, :4] = 1  # 96 background pixels, 4 of class 1, class 2 absent, class 3 dominant
+    masks[0, 5:, :] = 3  # 50 of class 3 -> background 46
+    np.testing.assert_allclose(
+        class_weights(masks, 4), [1.0, math.sqrt(46 / 4), 50.0, 1.0], rtol=1e-6
+    )
+
+
+def test_training_is_reproducible_per_seed(tmp_path):
+    split = load_real_split(
+        write_official_dataset(tmp_path / "d"), num_train_per_type=2, resolution=32
+    )
+    settings = TrainSettings(iterations=3, batch_size=2, width=8)
+
+    def weights(seed, augment=None):
+        model = train_segmenter(
+            split.train.images,
+            split.train.masks,
+            num_classes=3,
+            settings=settings,
+            seed=seed,
+            augment=augment,
+        )
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    first = weights(0)
+    assert torch.equal(first, weights(0))
+    assert not torch.equal(first, weights(1))
+    jitter = CopyPaste(split.train.images, split.train.masks, probability=1.0)
+    assert torch.equal(weights(0, jitter), weights(0, jitter))
 
 
 def test_real_split_takes_first_sorted_files_per_type(tmp_path):

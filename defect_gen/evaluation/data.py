@@ -18,6 +18,7 @@ from defect_gen import image_datasets
 logger = logging.getLogger(__name__)
 
 _MULTI_CHANNEL_MODES = {"RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "LA", "PA", "La"}
+_FLOAT_MODES = {"F"}
 
 
 class EvaluationError(ValueError):
@@ -214,7 +215,9 @@ def load_synthetic(folder, *, num_defect, resolution, max_count=None):
             )
     extra = sorted(mask_names - set(image_names))
     if extra:
-        raise EvaluationError(f"{bf.join(masks_dir, extra[0])}: mask without an image in {images_dir}")
+        raise EvaluationError(
+            f"{bf.join(masks_dir, extra[0])}: mask without an image in {images_dir}"
+        )
     if max_count is not None:
         image_names = image_names[:max_count]
 
@@ -222,6 +225,8 @@ def load_synthetic(folder, *, num_defect, resolution, max_count=None):
     for name in image_names:
         image_path, mask_path = bf.join(images_dir, name), bf.join(masks_dir, name)
         image, mask = _read_png(image_path), _read_png(mask_path)
+        if mask.mode in _FLOAT_MODES:
+            raise EvaluationError(f"{mask_path}: floating-point mask, expected 8-bit class indices")
         if mask.mode in _MULTI_CHANNEL_MODES:
             raise EvaluationError(
                 f"{mask_path}: mask must be a single-channel class-index PNG, got mode {mask.mode} "
@@ -250,6 +255,9 @@ def load_synthetic(folder, *, num_defect, resolution, max_count=None):
         except ValueError as e:
             raise EvaluationError(f"{manifest_path}: not valid JSON ({e})") from None
     else:
-        logger.warning("%s: no manifest.json; the report will not name the generator settings", folder)
-    return SyntheticSet(pairs=_stack(decoded, names, [None] * len(names), resolution),
-                        manifest=manifest)
+        logger.warning(
+            "%s: no manifest.json; the report will not name the generator settings", folder
+        )
+    return SyntheticSet(
+        pairs=_stack(decoded, names, [None] * len(names), resolution), manifest=manifest
+    )

@@ -17,6 +17,7 @@ MMD^2 with the kernel k(x, y) = (x . y / D + 1)^3, averaged over random subsets.
 """
 
 import logging
+import warnings
 
 import numpy as np
 import torch
@@ -119,7 +120,10 @@ def _unwrap_state_dict(obj):
 def load_feature_extractor(path, device="cpu"):
     """Give the eval-mode feature network stored at `path` (TorchScript or FIDInceptionV3 state_dict)."""
     try:
-        model = torch.jit.load(path, map_location=device)
+        with warnings.catch_warnings():
+            # torch >= 2.9 marks TorchScript deprecated; it is still the format extractors ship in.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            model = torch.jit.load(path, map_location=device)
         return model.eval()
     except FileNotFoundError:
         raise EvaluationError(f"{path}: file not found (--inception_weights)") from None

@@ -29,7 +29,9 @@ def _text_width(draw, text, font):
     return right - left
 
 
-def iou_bar_chart(modes, groups, title="per-class IoU on held-out real pairs (mean ± std over seeds)"):
+def iou_bar_chart(
+    modes, groups, title="per-class IoU on held-out real pairs (mean ± std over seeds)"
+):
     """
     Give an RGB PIL image of grouped bars with error bars.
 
@@ -85,21 +87,28 @@ def iou_bar_chart(modes, groups, title="per-class IoU on held-out real pairs (me
     return img
 
 
-def nearest_strip(examples, num_classes, tile=96):
+def nearest_strip(examples, num_classes, tile=96, threshold=None):
     """
     Give an RGB PIL image: generated samples (top row) above their nearest training images.
+
+    Near-copies (ratio < `threshold`) get a red frame.
 
     :param examples: list of (gen image, gen mask, train image, train mask, ratio, gen index,
         train index); images uint8 [H x W x 3], masks [H x W]. Masks are overlaid in palette colours.
     """
     font = _font()
     label_w, pad, text_h = 90, 6, 14
-    width = label_w + len(examples) * (tile + pad) + pad
+    width = max(560, label_w + len(examples) * (tile + pad) + pad)
     height = 22 + 2 * (tile + text_h + pad) + pad
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
-    draw.text((pad, 4), "generated samples (most copy-like first) and their nearest training images",
-              fill=_INK, font=font)
+    draw.text(
+        (pad, 4),
+        "generated samples (most copy-like first; red frame = near-copy) and their nearest "
+        "training images (r = distance / median train-NN distance)",
+        fill=_INK,
+        font=font,
+    )
 
     def tile_of(image, mask):
         over = mask_lib.overlay(image, mask, alpha=0.45, num_classes=num_classes)
@@ -111,6 +120,10 @@ def nearest_strip(examples, num_classes, tile=96):
     for i, (gimg, gmask, timg, tmask, ratio, gi, ti) in enumerate(examples):
         x = label_w + pad + i * (tile + pad)
         img.paste(tile_of(gimg, gmask), (x, y_gen))
+        if threshold is not None and ratio < threshold:
+            draw.rectangle(
+                [x - 2, y_gen - 2, x + tile + 1, y_gen + tile + 1], outline=(220, 0, 0), width=2
+            )
         draw.text((x, y_gen + tile + 1), f"#{gi} r={ratio:.2f}", fill=_INK, font=font)
         img.paste(tile_of(timg, tmask), (x, y_train))
         draw.text((x, y_train + tile + 1), f"train #{ti}", fill=_INK, font=font)

@@ -16,8 +16,11 @@ def mask_statistics(masks, num_defect):
     n = len(masks)
     flat = masks.reshape(n, -1).astype(np.int64)
     pixels = flat.shape[1] if n else 1
-    counts = np.stack([np.bincount(m, minlength=num_defect + 1)[: num_defect + 1] for m in flat]) if n \
+    counts = (
+        np.stack([np.bincount(m, minlength=num_defect + 1)[: num_defect + 1] for m in flat])
+        if n
         else np.zeros((0, num_defect + 1), np.int64)
+    )
     area = counts[:, 1:] / pixels
     present = counts[:, 1:] > 0
     with np.errstate(invalid="ignore", divide="ignore"):

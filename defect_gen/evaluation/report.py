@@ -64,7 +64,8 @@ def render_markdown(report):
         "",
         f"Segmentation net: SegNet, {seg['model']['parameters'] / 1e6:.2f} M parameters; "
         f"{train['iterations']} iterations, batch {train['batch_size']}, AdamW lr {train['lr']:g}, "
-        f"cross-entropy + {train['dice_weight']:g} x Dice; seeds {cfg['seed_list']}. "
+        f"{'class-balanced ' if train['class_balance'] else ''}cross-entropy + "
+        f"{train['dice_weight']:g} x Dice; seeds {cfg['seed_list']}. "
         f"IoU: {seg['iou_definition']}.",
         "",
         "## Summary (mean ± std over seeds)",
@@ -102,8 +103,14 @@ def render_markdown(report):
         out.append(_table(["mode"] + classes, rows))
     out += ["", "## Per seed", ""]
     rows = [
-        [f"{k}: {m['name']}", r["seed"], _fmt(r["miou"]), _fmt(r["miou_fg"]), _fmt(r["mdice_fg"]),
-         f"{r['seconds']:.1f}"]
+        [
+            f"{k}: {m['name']}",
+            r["seed"],
+            _fmt(r["miou"]),
+            _fmt(r["miou_fg"]),
+            _fmt(r["mdice_fg"]),
+            f"{r['seconds']:.1f}",
+        ]
         for k, m in modes.items()
         for r in m["per_seed"]
     ]
@@ -116,21 +123,40 @@ def render_markdown(report):
             f"Feature: {mem['feature']}. Scale m = median distance of a training image to its "
             f"nearest other training image = {_fmt(mem['train_nn_median'], 4)}. A generated image "
             f"is a near-copy when (distance to its nearest training image) / m < "
-            f"{mem['threshold']:.3g}."
+            f"{mem['threshold']:.3g}"
+            + (
+                " (training images' mirror images count as training images)."
+                if mem["mirror"]
+                else "."
+            )
         )
         out += [
             "",
             _table(
                 ["generated", "near-copies", "share", "min ratio", "median ratio"],
-                [[len(mem["ratio"]), len(mem["near_copies"]), _fmt(mem["near_copy_share"]),
-                  _fmt(mem["ratio_min"]), _fmt(mem["ratio_median"])]],
+                [
+                    [
+                        len(mem["ratio"]),
+                        len(mem["near_copies"]),
+                        _fmt(mem["near_copy_share"]),
+                        _fmt(mem["ratio_min"]),
+                        _fmt(mem["ratio_median"]),
+                    ]
+                ],
             ),
         ]
         if mem["near_copies"]:
             shown = mem["near_copies"][:50]
-            out += ["", "Near-copies (generated index → nearest training index, ratio): " + ", ".join(
-                f"{g}→{mem['nn_index'][g]} ({_fmt(mem['ratio'][g], 2)})" for g in shown
-            ) + (" …" if len(mem["near_copies"]) > len(shown) else "")]
+            out += [
+                "",
+                "Near-copies (generated index → nearest training index, ratio; m = mirrored): "
+                + ", ".join(
+                    f"{g}→{mem['nn_index'][g]}{'m' if mem['nn_mirrored'][g] else ''} "
+                    f"({_fmt(mem['ratio'][g], 2)})"
+                    for g in shown
+                )
+                + (" …" if len(mem["near_copies"]) > len(shown) else ""),
+            ]
     else:
         out.append("Not computed (no --synthetic folder, or fewer than 2 training images).")
 
@@ -138,16 +164,32 @@ def render_markdown(report):
     out += ["", "## Diversity", ""]
     if div:
         out.append("Mean pairwise distance (same features as memorisation).")
-        out += ["", _table(["generated", "training", "gap (gen - train)", "ratio"],
-                           [[_fmt(div["generated"], 4), _fmt(div["train"], 4),
-                             _fmt(div["gap"], 4), _fmt(div["ratio"])]])]
+        out += [
+            "",
+            _table(
+                ["generated", "training", "gap (gen - train)", "ratio"],
+                [
+                    [
+                        _fmt(div["generated"], 4),
+                        _fmt(div["train"], 4),
+                        _fmt(div["gap"], 4),
+                        _fmt(div["ratio"]),
+                    ]
+                ],
+            ),
+        ]
     else:
         out.append("Not computed (no --synthetic folder).")
 
     ms = report["mask_stats"]
-    out += ["", "## Masks", "",
-            "Frequency = share of images containing the class; mean area = mean fraction of the "
-            "image the class covers, over images containing it.", ""]
+    out += [
+        "",
+        "## Masks",
+        "",
+        "Frequency = share of images containing the class; mean area = mean fraction of the "
+        "image the class covers, over images containing it.",
+        "",
+    ]
     header = ["class", "train frequency", "train mean area"]
     if "synthetic" in ms:
         header += ["synthetic frequency", "synthetic mean area"]
@@ -163,19 +205,37 @@ def render_markdown(report):
     out += ["", "## FID / KID", ""]
     if fid.get("computed"):
         out.append(f"Feature extractor `{fid['weights']}` ({fid['feature_dim']} features).")
-        rows = [[name, fid[name]["num_reference"], _fmt(fid[name]["fid"], 2),
-                 _pm(fid[name]["kid"], fid[name]["kid_std"], 4)]
-                for name in ("real_train", "real_val") if name in fid]
+        rows = [
+            [
+                name,
+                fid[name]["num_reference"],
+                _fmt(fid[name]["fid"], 2),
+                _pm(fid[name]["kid"], fid[name]["kid_std"], 4),
+            ]
+            for name in ("real_train", "real_val")
+            if name in fid
+        ]
         floor = fid.get("reference_floor")
         if floor:
-            rows.append([" vs ".join(floor["between"]) + " (real vs real)", "-",
-                         _fmt(floor["fid"], 2), _pm(floor["kid"], floor["kid_std"], 4)])
+            rows.append(
+                [
+                    " vs ".join(floor["between"]) + " (real vs real)",
+                    "-",
+                    _fmt(floor["fid"], 2),
+                    _pm(floor["kid"], floor["kid_std"], 4),
+                ]
+            )
         out += ["", _table(["generated vs", "reference images", "FID", "KID"], rows)]
     else:
         out.append(f"Not computed: {fid.get('reason', 'no feature extractor')}.")
 
-    out += ["", "## Timings (seconds)", "",
-            _table(list(report["timings"]), [[f"{v:.1f}" for v in report["timings"].values()]]), ""]
+    out += [
+        "",
+        "## Timings (seconds)",
+        "",
+        _table(list(report["timings"]), [[f"{v:.1f}" for v in report["timings"].values()]]),
+        "",
+    ]
     return "\n".join(out)
 
 
@@ -187,16 +247,29 @@ def render_figure(result):
     groups = []
     for c, name in enumerate(classes):
         groups.append(
-            (name, {k: (m["summary"]["iou_mean"][c], m["summary"]["iou_std"][c])
-                    for k, m in seg.items()})
+            (
+                name,
+                {
+                    k: (m["summary"]["iou_mean"][c], m["summary"]["iou_std"][c])
+                    for k, m in seg.items()
+                },
+            )
         )
     for key, label in (("miou", "mIoU"), ("miou_fg", "mIoU w/o bg")):
         groups.append(
-            (label, {k: (m["summary"][key]["mean"], m["summary"][key]["std"]) for k, m in seg.items()})
+            (
+                label,
+                {k: (m["summary"][key]["mean"], m["summary"][key]["std"]) for k, m in seg.items()},
+            )
         )
     parts = [figure.iou_bar_chart(modes, groups)]
     if result.examples:
-        parts.append(figure.nearest_strip(result.examples, num_classes=len(classes)))
+        mem = result.report.get("memorisation") or {}
+        parts.append(
+            figure.nearest_strip(
+                result.examples, num_classes=len(classes), threshold=mem.get("threshold")
+            )
+        )
     return figure.stack_vertically(parts)
 
 

@@ -20,7 +20,7 @@ from defect_gen.evaluation.data import EvaluationError, PairSet, load_real_split
 from defect_gen.evaluation.mask_stats import mask_statistics
 from defect_gen.evaluation.metrics import mean_std
 from defect_gen.evaluation.segnet import SegNet, count_parameters
-from defect_gen.evaluation.segtrain import TrainSettings, train_and_score
+from defect_gen.evaluation.segtrain import TrainSettings, class_weights, train_and_score
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,10 @@ def _check_config(config):
     checks = [
         (config.resolution >= 8, f"--resolution must be at least 8, got {config.resolution}"),
         (config.seeds >= 1, f"--seeds must be at least 1, got {config.seeds}"),
-        (config.synthetic_ratio > 0, f"--synthetic_ratio must be > 0, got {config.synthetic_ratio}"),
+        (
+            config.synthetic_ratio > 0,
+            f"--synthetic_ratio must be > 0, got {config.synthetic_ratio}",
+        ),
         (config.train.iterations >= 1, f"--iterations must be >= 1, got {config.train.iterations}"),
         (config.train.batch_size >= 1, f"--batch_size must be >= 1, got {config.train.batch_size}"),
         (config.max_val is None or config.max_val >= 1, "--max_val must be at least 1"),
@@ -141,7 +144,9 @@ def _synthetic_subset(synthetic, num_real, ratio):
     if want > len(synthetic):
         logger.warning(
             "synthetic_ratio %.3g asks for %d synthetic pairs but the folder has %d; using all",
-            ratio, want, len(synthetic),
+            ratio,
+            want,
+            len(synthetic),
         )
         want = len(synthetic)
     return synthetic.subset(range(max(1, want)))
@@ -182,7 +187,11 @@ def run_evaluation(config):
     num_classes = real.num_defect + 1
     logger.info(
         "real data: %d classes %s, %d train / %d validation pairs at %d px",
-        real.num_defect, real.classes, len(real.train), len(real.val), config.resolution,
+        real.num_defect,
+        real.classes,
+        len(real.train),
+        len(real.val),
+        config.resolution,
     )
 
     synthetic, synth_used = None, None
@@ -195,11 +204,15 @@ def run_evaluation(config):
         timings["load_synthetic"] = time.perf_counter() - t0
         logger.info(
             "synthetic data: %d pairs, %d used for mode d (ratio %.3g)",
-            len(synthetic.pairs), len(synth_used), config.synthetic_ratio,
+            len(synthetic.pairs),
+            len(synth_used),
+            config.synthetic_ratio,
         )
 
-    # Segmentation: same settings, same seeds (hence same initial weights) for every mode.
+    # Segmentation: same settings, same seeds (hence same initial weights) and the same loss (class
+    # weights from the real training masks) for every mode.
     t0 = time.perf_counter()
+    weights = class_weights(real.train.masks, num_classes) if config.train.class_balance else None
     modes_report = {}
     for mode in modes:
         pool = PairSet.concat(real.train, synth_used) if mode == "d" else real.train
@@ -215,10 +228,16 @@ def run_evaluation(config):
                 seed=seed,
                 device=config.device,
                 augment=augment,
+                weights=weights,
             )
             logger.info(
                 "mode %s (%s) seed %d: mIoU %.4f, mIoU w/o background %.4f (%.1f s)",
-                mode, MODES[mode][0], seed, scores["miou"], scores["miou_fg"], scores["seconds"],
+                mode,
+                MODES[mode][0],
+                seed,
+                scores["miou"],
+                scores["miou_fg"],
+                scores["seconds"],
             )
             runs.append(scores)
         modes_report[mode] = {
@@ -256,6 +275,7 @@ def run_evaluation(config):
         "segmentation": {
             "model": {
                 "class": "defect_gen.evaluation.segnet.SegNet",
+                "class_weights": None if weights is None else weights.tolist(),
                 "parameters": count_parameters(
                     SegNet(
                         num_classes=num_classes,
@@ -273,7 +293,7 @@ def run_evaluation(config):
         "memorisation": None,
         "diversity": None,
         "mask_stats": {"train": mask_statistics(real.train.masks, real.num_defect)},
-        "fid": {"computed": False, "reason": "no --inception_weights given"},
+        "fid": _fid_not_computed("no --inception_weights given"),
         "timings": timings,
     }
 
@@ -293,12 +313,14 @@ def run_evaluation(config):
             order = np.argsort(mem["ratio"], kind="stable")[: config.num_examples]
             for g in order:
                 t = mem["nn_index"][g]
+                # Show the training image as it was matched: mirrored when its mirror was nearer.
+                flip = slice(None, None, -1) if mem["nn_mirrored"][g] else slice(None)
                 examples.append(
                     (
                         synthetic.pairs.images[g],
                         synthetic.pairs.masks[g],
-                        real.train.images[t],
-                        real.train.masks[t],
+                        real.train.images[t][:, flip],
+                        real.train.masks[t][:, flip],
                         mem["ratio"][g],
                         int(g),
                         int(t),
@@ -324,9 +346,13 @@ def run_evaluation(config):
             report["fid"] = dict(computed=True, weights=str(config.inception_weights), **values)
             timings["fid"] = time.perf_counter() - t0
     elif config.inception_weights:
-        report["fid"] = {"computed": False, "reason": "no --synthetic folder given"}
+        report["fid"] = _fid_not_computed("no --synthetic folder given")
     timings["total"] = time.perf_counter() - start
     return EvaluationResult(report=report, examples=examples, classes=["background"] + real.classes)
+
+
+def _fid_not_computed(reason):
+    return {"computed": False, "reason": reason, "fid": None, "kid": None}
 
 
 def _count(types):

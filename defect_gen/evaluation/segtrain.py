@@ -24,10 +24,19 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class TrainSettings:
-    """The schedule shared by every mode and seed."""
+    """
+    The schedule shared by every mode and seed.
 
-    iterations: int = 300
-    batch_size: int = 8
+    Measured on the magnetic-tile dev set (mIoU without background, mode a, 2400 samples seen):
+    batch 4 x 600 iterations beat batch 8 x 300 (64 px: 0.148 vs 0.008, seed 0); learning rates of
+    2e-3 and 3e-3 were unstable (0.017); class-balanced cross-entropy (`class_weights`) kept the
+    network from collapsing to all-background (128 px, seed 0: 0.108 vs 0.013) and let it find
+    more classes.
+    """
+
+    iterations: int = 600
+    batch_size: int = 4
+    class_balance: bool = True
     lr: float = 1e-3
     weight_decay: float = 1e-4
     warmup: int = 20
@@ -72,11 +81,26 @@ def _adamw(model, settings):
         return torch.optim.AdamW(model.parameters(), **kwargs)
 
 
-def train_segmenter(images, masks, *, num_classes, settings, seed, device="cpu", augment=None):
+def class_weights(masks, num_classes, max_weight=50.0):
+    """
+    Give float32 [C] cross-entropy weights sqrt(background pixels / class pixels), clipped to
+    [1, max_weight] (absent classes get max_weight), from [N x H x W] class-index masks.
+    """
+    counts = np.bincount(np.asarray(masks).ravel(), minlength=num_classes)[:num_classes]
+    counts = counts.astype(np.float64)
+    weights = np.sqrt(max(counts[0], 1.0) / np.maximum(counts, 1.0))
+    weights = np.where(counts > 0, weights, max_weight)
+    return np.clip(weights, 1.0, max_weight).astype(np.float32)
+
+
+def train_segmenter(
+    images, masks, *, num_classes, settings, seed, device="cpu", augment=None, weights=None
+):
     """
     Give a SegNet trained on the pool (images uint8 [N x R x R x 3], masks [N x R x R]).
 
     :param augment: None or a callable (index, image, mask, rng) -> (image, mask) applied per sample.
+    :param weights: None or [C] cross-entropy class weights (see `class_weights`).
     """
     torch.manual_seed(seed)
     model = SegNet(
@@ -84,6 +108,9 @@ def train_segmenter(images, masks, *, num_classes, settings, seed, device="cpu",
     ).to(device)
     opt = _adamw(model, settings)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, settings))
+    ce_weight = (
+        None if weights is None else torch.as_tensor(weights, dtype=torch.float32).to(device)
+    )
     batch_rng = np.random.default_rng([seed, 0])
     aug_rng = np.random.default_rng([seed, 1])
     model.train()
@@ -98,7 +125,7 @@ def train_segmenter(images, masks, *, num_classes, settings, seed, device="cpu",
         x = to_tensor(xb).to(device)
         y = torch.from_numpy(np.ascontiguousarray(yb)).long().to(device)
         logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        loss = F.cross_entropy(logits, y, weight=ce_weight)
         if settings.dice_weight:
             loss = loss + settings.dice_weight * soft_dice_loss(logits, y, num_classes)
         opt.zero_grad(set_to_none=True)
@@ -121,7 +148,9 @@ def predict(model, images, *, batch_size=16, device="cpu"):
     return np.concatenate(out) if out else np.zeros((0,) + images.shape[1:3], np.int64)
 
 
-def train_and_score(pool_images, pool_masks, val, *, num_classes, settings, seed, device, augment):
+def train_and_score(
+    pool_images, pool_masks, val, *, num_classes, settings, seed, device, augment, weights=None
+):
     """
     Give the validation scores (metrics.segmentation_scores, plus `seconds`) of one mode and seed.
 
@@ -136,10 +165,13 @@ def train_and_score(pool_images, pool_masks, val, *, num_classes, settings, seed
         seed=seed,
         device=device,
         augment=augment,
+        weights=weights,
     )
     train_s = time.perf_counter() - start
     acc = ConfusionAccumulator(num_classes)
-    acc.update(val.masks, predict(model, val.images, batch_size=settings.eval_batch_size, device=device))
+    acc.update(
+        val.masks, predict(model, val.images, batch_size=settings.eval_batch_size, device=device)
+    )
     scores = acc.scores()
     scores.update(seed=seed, train_seconds=train_s, seconds=time.perf_counter() - start)
     scores["confusion"] = acc.matrix.tolist()
