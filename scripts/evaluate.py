@@ -1,8 +1,9 @@
 """
 Does the synthetic data help segmentation on my data? Train a compact segmentation net under four
-regimes — (a) real, (b) real + classic augmentation, (c) real + copy-paste, (d) real + synthetic — with
-one schedule and the same seeds, score each on the held-out real pairs, and measure the synthetic set
-(memorisation, diversity, mask statistics, optional FID/KID). Writes report.json, report.md, report.png.
+regimes — (a) real, (b) real + classic augmentation, (c) real + copy-paste, (d) real + synthetic —
+with one schedule and the same seeds, score each on the held-out real pairs, and measure the
+synthetic set (memorisation, diversity, mask statistics, optional FID/KID). Writes report.json,
+report.md, report.png.
 
     python scripts/evaluate.py --data_dir D --num_train_per_type 5 --synthetic DIR --out DIR \
         [--resolution 128] [--seeds 3] [--iterations 600] [--synthetic_ratio 1.0]
@@ -63,7 +64,7 @@ def parse_args(argv=None):
         type=int,
         choices=[0, 1],
         default=int(TrainSettings.class_balance),
-        help="1: weight cross-entropy by sqrt(background / class pixels) of the real training masks",
+        help="1: weight cross-entropy by sqrt(background / class pixels) of real training masks",
     )
     p.add_argument(
         "--width", type=int, default=TrainSettings.width, help="SegNet width (16: ~5 M parameters)"

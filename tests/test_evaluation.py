@@ -96,7 +96,7 @@ def write_official_dataset(root, per_type=4, size=(40, 36), seed=0):
 
 
 def write_synthetic(root, pairs, manifest=True):
-    """Write a sample folder (images/, masks/, manifest.json) holding the given (image, mask) pairs."""
+    """Write a sample folder (images/, masks/, manifest.json) holding the (image, mask) pairs."""
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(parents=True, exist_ok=True)
     for i, (image, mask) in enumerate(pairs):

@@ -13,10 +13,10 @@ def classic_augment(image, mask, rng, *, brightness=0.2, contrast=0.2):
     """
     Give (image, mask) after a random flip / 90° rotation and brightness / contrast jitter.
 
-    Each of the 8 square symmetries is equally likely (for non-square inputs rotations by 90° and 270°
-    are skipped). Contrast scales around the image mean by a factor in [1 - contrast, 1 + contrast],
-    brightness adds an offset in [-brightness, brightness] * 255; both are monotonic, so pixels of one
-    value stay of one value.
+    Each of the 8 square symmetries is equally likely (for non-square inputs rotations by 90° and
+    270° are skipped). Contrast scales around the image mean by a factor in [1 - contrast, 1 +
+    contrast], brightness adds an offset in [-brightness, brightness] * 255; both are monotonic, so
+    pixels of one value stay of one value.
 
     :param image: uint8 [H x W x 3]; :param mask: integer [H x W].
     :return: uint8 [H' x W' x 3], mask [H' x W'] of mask's dtype.
@@ -39,14 +39,16 @@ def classic_augment(image, mask, rng, *, brightness=0.2, contrast=0.2):
 
 def copy_paste(target_image, target_mask, source_image, source_mask, rng, *, class_id=None):
     """
-    Give (image, mask, pasted): the target with one defect class of the source pasted at a random place.
+    Give (image, mask, pasted): the target with one defect class of the source pasted at a random
+    place.
 
-    The region is the source's pixels of one defect class (`class_id`, or one drawn among those present),
-    cut out along its bounding box and pasted pixel-exactly (only the class's pixels, not the whole box)
-    at a uniformly drawn position where the box fits; those target pixels take the source's colour and
-    class. With no defect in the source, the target is returned unchanged.
+    The region is the source's pixels of one defect class (`class_id`, or one drawn among those
+    present), cut out along its bounding box and pasted pixel-exactly (only the class's pixels, not
+    the whole box) at a uniformly drawn position where the box fits; those target pixels take the
+    source's colour and class. With no defect in the source, the target is returned unchanged.
 
-    :param target_image, source_image: uint8 [H x W x 3] (sizes may differ; the box must fit the target).
+    :param target_image, source_image: uint8 [H x W x 3] (sizes may differ; the box must fit the
+        target).
     :param target_mask, source_mask: integer [H x W].
     :return: uint8 image, mask, and the bool [H x W] map of pasted pixels.
     """
@@ -88,7 +90,7 @@ class CopyPaste:
         self.sources = [i for i in range(len(masks)) if (masks[i] > 0).any()]
 
     def __call__(self, index, image, mask, rng):
-        """Give (image, mask) for pool sample `index`, possibly with a region from another sample."""
+        """Give (image, mask) of pool sample `index`, maybe with a region from another sample."""
         if not self.sources or rng.random() >= self.probability:
             return image, mask
         candidates = [j for j in self.sources if j != index] or self.sources

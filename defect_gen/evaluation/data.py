@@ -1,5 +1,5 @@
 """
-The evaluation's data: the real train / validation split and the synthetic sample folder, decoded once.
+The evaluation's data, decoded once: the real train / validation split and the synthetic folder.
 
 Every image is resized to a square `resolution` (RGB bilinear, masks nearest), as the generator's
 training does, and kept in memory as uint8 arrays.
@@ -22,7 +22,7 @@ _FLOAT_MODES = {"F"}
 
 
 class EvaluationError(ValueError):
-    """A user error in the evaluation's inputs; the message is one line naming the file and the problem."""
+    """A user error in the evaluation's inputs; its message is one line naming file and problem."""
 
 
 @dataclass
@@ -65,7 +65,7 @@ class PairSet:
 
 @dataclass
 class RealSplit:
-    """The real data: classes (classes[k-1] names class k), num_defect, train and validation pairs."""
+    """The real data: classes (classes[k-1] names class k), num_defect, train and validation."""
 
     classes: list
     num_defect: int
@@ -116,8 +116,8 @@ def load_real_split(
     data_dir, *, num_train_per_type, resolution, num_defect=None, classes=None, max_val=None
 ):
     """
-    Give the RealSplit of a dataset folder: the first `num_train_per_type` sorted files of each defect
-    type train (exactly the generator's `num_image_train` selection), the rest validate.
+    Give the RealSplit of a dataset folder: the first `num_train_per_type` sorted files of each
+    defect type train (exactly the generator's `num_image_train` selection), the rest validate.
 
     :param max_val: keep at most this many validation pairs per defect type (None = all).
     """
@@ -191,7 +191,7 @@ def _read_png(path):
 
 def load_synthetic(folder, *, num_defect, resolution, max_count=None):
     """
-    Give the SyntheticSet of a sample folder (`images/NNNNNN.png`, `masks/NNNNNN.png`, manifest.json).
+    Give the SyntheticSet of a sample folder (images/NNNNNN.png, masks/NNNNNN.png, manifest.json).
 
     Pairs are matched by file name. A missing or extra mask, an image / mask size mismatch, a
     multi-channel mask or a class value above `num_defect` raises EvaluationError naming the file.

@@ -1,14 +1,15 @@
 """
 FID and KID with a feature extractor the user supplies (no weights can be downloaded here).
 
-The extractor file is either TorchScript (`torch.jit.save` of a scripted or traced module; StyleGAN2-ADA's
-`inception-2015-12-05.pt` is one) or a state_dict of `defect_gen.evaluation.inception.FIDInceptionV3`
-(pytorch-fid's `pt_inception-2015-12-05-*.pth`). Images are resized to `size` x `size` (bilinear), scaled
-to `input_range` and fed as a float [N x 3 x S x S] batch; the output is flattened to [N x D]. A module
-whose forward takes `return_features` (StyleGAN's Inception) is called with `return_features=True`.
-Input ranges are named: `byte` [0, 255], `unit` [0, 1], `signed` [-1, 1]. Unless given, the range is
-`signed` for FIDInceptionV3, `byte` for a module taking `return_features` (StyleGAN's convention) and
-`unit` for any other module.
+The extractor file is either TorchScript (`torch.jit.save` of a scripted or traced module;
+StyleGAN2-ADA's `inception-2015-12-05.pt` is one) or a state_dict of
+`defect_gen.evaluation.inception.FIDInceptionV3` (pytorch-fid's `pt_inception-2015-12-05-*.pth`).
+Images are resized to `size` x `size` (bilinear), scaled to `input_range` and fed as a float
+[N x 3 x S x S] batch; the output is flattened to [N x D]. A module whose forward takes
+`return_features` (StyleGAN's Inception) is called with `return_features=True`. Input ranges are
+named: `byte` [0, 255], `unit` [0, 1], `signed` [-1, 1]. Unless given, the range is `signed` for
+FIDInceptionV3, `byte` for a module taking `return_features` (StyleGAN's convention) and `unit` for
+any other module.
 
 FID = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2)); the trace term is computed as
 tr((S1^(1/2) S2 S1^(1/2))^(1/2)), the square root of a symmetric positive semi-definite matrix, by
@@ -32,14 +33,14 @@ INPUT_RANGES = {"byte": (0.0, 255.0), "unit": (0.0, 1.0), "signed": (-1.0, 1.0)}
 
 
 def sqrtm_psd(matrix):
-    """Give the symmetric square root of a symmetric positive semi-definite [D x D] matrix (float64)."""
+    """Give the symmetric square root of a symmetric positive semi-definite [D x D] matrix."""
     m = np.asarray(matrix, dtype=np.float64)
     w, v = np.linalg.eigh((m + m.T) / 2)
     return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
 
 
 def trace_sqrt_product(sigma1, sigma2):
-    """Give tr((sigma1 sigma2)^(1/2)) for symmetric PSD [D x D] matrices, via a symmetric product."""
+    """Give tr((sigma1 sigma2)^(1/2)) of symmetric PSD [D x D] matrices, via a symmetric product."""
     root = sqrtm_psd(sigma1)
     inner = root @ np.asarray(sigma2, dtype=np.float64) @ root
     w = np.linalg.eigvalsh((inner + inner.T) / 2)
@@ -118,7 +119,7 @@ def _unwrap_state_dict(obj):
 
 
 def load_feature_extractor(path, device="cpu"):
-    """Give the eval-mode feature network stored at `path` (TorchScript or FIDInceptionV3 state_dict)."""
+    """Give the eval-mode feature network at `path` (TorchScript or FIDInceptionV3 state_dict)."""
     try:
         with warnings.catch_warnings():
             # torch >= 2.9 marks TorchScript deprecated; it is still the format extractors ship in.

@@ -1,6 +1,6 @@
 """
-The report picture, drawn with PIL and numpy only: per-class IoU bars (mean ± std over seeds) for each
-mode, and a strip of generated samples above their nearest training images.
+The report picture, drawn with PIL and numpy only: per-class IoU bars (mean ± std over seeds) for
+each mode, and a strip of generated samples above their nearest training images.
 """
 
 import math
@@ -93,8 +93,8 @@ def nearest_strip(examples, num_classes, tile=96, threshold=None):
 
     Near-copies (ratio < `threshold`) get a red frame.
 
-    :param examples: list of (gen image, gen mask, train image, train mask, ratio, gen index,
-        train index); images uint8 [H x W x 3], masks [H x W]. Masks are overlaid in palette colours.
+    :param examples: list of (gen image, gen mask, train image, train mask, ratio, gen index, train
+        index); images uint8 [H x W x 3], masks [H x W]. Masks are overlaid in palette colours.
     """
     font = _font()
     label_w, pad, text_h = 90, 6, 14

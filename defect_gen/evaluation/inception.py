@@ -2,10 +2,10 @@
 The Inception-v3 variant used for FID (TensorFlow's 2015-12-05 graph as ported by pytorch-fid), so a
 user who owns its weights file (`pt_inception-2015-12-05-*.pth`) can pass it as a state_dict.
 
-Parameter names follow torchvision's `Inception3` (without the auxiliary head, 1008 classes), which is
-what that file's keys are. The FID variant differs from torchvision's network in its pooling branches:
-average pools ignore padded zeros (`count_include_pad=False`), and the last block pools by max.
-No weights ship with this code; built from scratch the network is random.
+Parameter names follow torchvision's `Inception3` (without the auxiliary head, 1008 classes), which
+is what that file's keys are. The FID variant differs from torchvision's network in its pooling
+branches: average pools ignore padded zeros (`count_include_pad=False`), and the last block pools by
+max. No weights ship with this code; built from scratch the network is random.
 """
 
 import torch
@@ -110,7 +110,7 @@ class InceptionD(nn.Module):
 
 
 class InceptionE(nn.Module):
-    """8 x 8 block with split 1x3 / 3x1 branches; 2048 channels out. `max_pool`: the FID last block."""
+    """8 x 8 block, split 1x3 / 3x1 branches, 2048 channels out; `max_pool`: FID's last block."""
 
     def __init__(self, in_channels, *, max_pool=False):
         super().__init__()

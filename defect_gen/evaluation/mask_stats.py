@@ -7,10 +7,10 @@ def mask_statistics(masks, num_defect):
     """
     Give per-class mask statistics of [N x H x W] class-index masks, for classes 1..num_defect.
 
-    :return: dict with lists of num_defect floats: `frequency` (share of masks containing the class),
-        `mean_area` (mean fraction of the image the class covers, over masks containing it; NaN when
-        none does), `pixel_share` (fraction of all pixels of the set); plus `defect_free` (share of
-        masks with no defect pixel) and `count` (N).
+    :return: dict with lists of num_defect floats: `frequency` (share of masks containing the
+        class), `mean_area` (mean fraction of the image the class covers, over masks containing it;
+        NaN when none does), `pixel_share` (fraction of all pixels of the set); plus `defect_free`
+        (share of masks with no defect pixel) and `count` (N).
     """
     masks = np.asarray(masks)
     n = len(masks)

@@ -2,9 +2,10 @@
 Segmentation metrics accumulated over a whole validation set.
 
 IoU and Dice are computed from one confusion matrix summed over every validation pixel: for class k,
-IoU_k = sum TP_k / (sum TP_k + sum FP_k + sum FN_k) and Dice_k = 2 TP_k / (2 TP_k + FP_k + FN_k), the sums
-running over the whole set (not per image). A class that appears neither in the ground truth nor in the
-prediction anywhere in the set has an undefined score: it is NaN and left out of every mean.
+IoU_k = sum TP_k / (sum TP_k + sum FP_k + sum FN_k) and Dice_k = 2 TP_k / (2 TP_k + FP_k + FN_k),
+the sums running over the whole set (not per image). A class that appears neither in the ground
+truth nor in the prediction anywhere in the set has an undefined score: it is NaN and left out of
+every mean.
 """
 
 import numpy as np
@@ -54,7 +55,7 @@ def per_class_iou(matrix):
 
 
 def per_class_dice(matrix):
-    """Give the [C] float64 Dice (F1) per class of a confusion matrix; NaN where 2TP + FP + FN == 0."""
+    """Give the [C] float64 Dice per class of a confusion matrix; NaN where 2TP + FP + FN == 0."""
     matrix = np.asarray(matrix, dtype=np.float64)
     tp = np.diag(matrix)
     denom = matrix.sum(0) + matrix.sum(1)

@@ -27,7 +27,8 @@ def to_jsonable(obj):
 def _fmt(value, digits=3):
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    return f"{value:.{digits}f}"
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.000"
 
 
 def _pm(mean, std, digits=3):

@@ -123,7 +123,7 @@ def summarise(per_seed, num_classes):
 
 
 def paired_deltas(modes_report, base="a"):
-    """Give, for each mode other than `base`, the mean / std over seeds of (mode - base) mIoU scores."""
+    """Give per mode other than `base` the mean / std over seeds of (mode - base) mIoU scores."""
     if base not in modes_report:
         return {}
     base_runs = {r["seed"]: r for r in modes_report[base]["per_seed"]}
@@ -169,7 +169,7 @@ def _jsonable_config(config, modes):
 
 
 def run_evaluation(config):
-    """Give the EvaluationResult of `config` (raises EvaluationError / DatasetError on bad inputs)."""
+    """Give the EvaluationResult of `config` (EvaluationError / DatasetError on bad inputs)."""
     _check_config(config)
     modes = resolve_modes(config)
     timings = {}

@@ -1,13 +1,14 @@
 """
-A compact UNet-like segmentation network for the downstream evaluation (GroupNorm, trainable on CPU).
+A compact UNet-like segmentation network for the downstream evaluation (GroupNorm, CPU-trainable).
 
-Layout: a light full-resolution branch (one 3x3 conv, `full_width` channels), a stride-2 stem, a UNet
-over half resolution (`width * channel_mult` channels per level, one residual block per level and per
-decoder step), then the upsampled decoder output is added to the full-resolution branch and passed
-through one 3x3 conv before the 1x1 classifier. Running the UNet at half resolution keeps the cost at
-about 0.3 GMAC per 128 x 128 image while the full-resolution branch keeps small defects' edges; at the
-default width (16, channel_mult 1, 2, 4, 8, 16, 16) it has about 5.05 M parameters. Inputs of any size
-work: they are padded to a multiple of `2 ** len(channel_mult)` and the logits cropped back.
+Layout: a light full-resolution branch (one 3x3 conv, `full_width` channels), a stride-2 stem, a
+UNet over half resolution (`width * channel_mult` channels per level, one residual block per level
+and per decoder step), then the upsampled decoder output is added to the full-resolution branch and
+passed through one 3x3 conv before the 1x1 classifier. Running the UNet at half resolution keeps the
+cost at about 0.3 GMAC per 128 x 128 image while the full-resolution branch keeps small defects'
+edges; at the default width (16, channel_mult 1, 2, 4, 8, 16, 16) it has about 5.05 M parameters.
+Inputs of any size work: they are padded to a multiple of `2 ** len(channel_mult)` and the logits
+cropped back.
 """
 
 import torch
@@ -23,7 +24,7 @@ def _norm(channels):
 
 
 class ConvBlock(nn.Module):
-    """Two 3x3 conv + GroupNorm layers, SiLU, residual: [N x C_in x H x W] -> [N x C_out x H x W]."""
+    """Two 3x3 conv + GroupNorm, SiLU, residual: [N x C_in x H x W] -> [N x C_out x H x W]."""
 
     def __init__(self, in_channels, out_channels):
         super().__init__()

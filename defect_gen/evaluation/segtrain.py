@@ -99,7 +99,8 @@ def train_segmenter(
     """
     Give a SegNet trained on the pool (images uint8 [N x R x R x 3], masks [N x R x R]).
 
-    :param augment: None or a callable (index, image, mask, rng) -> (image, mask) applied per sample.
+    :param augment: None or a callable (index, image, mask, rng) -> (image, mask) applied per
+        sample.
     :param weights: None or [C] cross-entropy class weights (see `class_weights`).
     """
     torch.manual_seed(seed)

@@ -5,12 +5,13 @@ Features: each image converted to grayscale, downscaled to 32 x 32 (PIL bilinear
 reduction), scaled to [0, 1]. Distance: root-mean-square difference per pixel, so 0 = identical and
 1 = black vs white everywhere.
 
-Memorisation: for each generated image g, d(g) = distance to its nearest training image, mirror images
-included (the generator may train with random horizontal flips, so a mirrored copy is still a copy).
-The reference scale m is the median over training images of the distance to their nearest *other*
-training image (or its mirror). A generated image is a near-copy when d(g) / m < `threshold` (default 1/3): it sits three times closer
-to a training image than the training images sit to each other, which a sample of the learned
-distribution rarely does and a memorised one always does (an exact copy has ratio 0).
+Memorisation: for each generated image g, d(g) = distance to its nearest training image, mirror
+images included (the generator may train with random horizontal flips, so a mirrored copy is still a
+copy). The reference scale m is the median over training images of the distance to their nearest
+*other* training image (or its mirror). A generated image is a near-copy when d(g) / m < `threshold`
+(default 1/3): it sits three times closer to a training image than the training images sit to each
+other, which a sample of the learned distribution rarely does and a memorised one always does (an
+exact copy has ratio 0).
 
 Diversity: mean distance over all unordered pairs within a set; the gap is generated minus training
 (negative = generated images are less varied than the real ones).
@@ -24,7 +25,7 @@ DEFAULT_THRESHOLD = 1.0 / 3.0
 
 
 def thumbnail_features(images, size=DEFAULT_FEATURE_SIZE):
-    """Give float64 [N x size*size] grayscale thumbnails in [0, 1] of uint8 [N x H x W x 3] images."""
+    """Give float64 [N x size*size] grayscale thumbnails in [0, 1] of uint8 [N x H x W x 3]."""
     feats = [
         np.asarray(
             Image.fromarray(np.asarray(im)).convert("L").resize((size, size), Image.BILINEAR)
@@ -126,7 +127,7 @@ def mean_pairwise_distance(feats):
 
 
 def diversity(gen_feats, train_feats):
-    """Give {generated, train, gap = generated - train, ratio = generated / train} mean pair distances."""
+    """Give mean pair distances {generated, train, gap = generated - train, ratio = gen / train}."""
     gen, train = mean_pairwise_distance(gen_feats), mean_pairwise_distance(train_feats)
     return {
         "generated": gen,
