@@ -248,8 +248,10 @@ def validate(cfg, source="config"):
         "log_interval",
         "max_images",
     ):
-        if not isinstance(train[key], int) or train[key] < (0 if key == "iterations" else 1):
-            raise ConfigError(f"{source}: train.{key} must be a positive integer")
+        least = 0 if key in ("iterations", "max_images") else 1  # max_images 0: no previews
+        if not isinstance(train[key], int) or train[key] < least:
+            kind = "non-negative" if least == 0 else "positive"
+            raise ConfigError(f"{source}: train.{key} must be a {kind} integer")
     if not 0 <= float(train["ema_rate"]) < 1:
         raise ConfigError(f"{source}: train.ema_rate must lie in [0, 1)")
     res = data["resolution"]

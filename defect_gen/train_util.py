@@ -246,7 +246,9 @@ class TrainLoop:
                 bar.set_postfix(loss=f"{stats['loss']:.4f}", refresh=False)
                 if self.step % self.train_cfg["log_interval"] == 0 or self.step == iterations:
                     self._log(window.flush(self.device))
-                if self.step % self.train_cfg["log_image_interval"] == 0 or self.step == iterations:
+                if self.train_cfg["max_images"] and (
+                    self.step % self.train_cfg["log_image_interval"] == 0 or self.step == iterations
+                ):
                     self.preview()
                 if self.step % self.train_cfg["save_ckpt_interval"] == 0 or self.step == iterations:
                     last_ckpt = self.save()

@@ -329,6 +329,16 @@ def test_mpirun_two_ranks_stay_in_sync_and_read_different_samples(toy, tmp_path)
     assert end["ranks_in_sync"] is True and end["step"] == 5
 
 
+def test_previews_at_the_end_and_none_with_max_images_zero(toy, trained_dir, tmp_path):
+    # The 2-step fixture run previews at its last step (log_image_interval 1000 is never reached).
+    assert [p.name for p in (trained_dir / "samples").iterdir()] == ["step_000002.png"]
+    work = tmp_path / "run"
+    result = train(work, toy, "train.iterations=2", "train.max_images=0")
+    assert result.returncode == 0, result.stderr
+    assert load_torch(latest_checkpoint(work))["step"] == 2
+    assert not (work / "samples").exists() or not any((work / "samples").iterdir())
+
+
 def test_train_large_wrapper_trains_on_cpu(toy, tmp_path):
     work = tmp_path / "run"
     cmd = ["sh", str(REPO / "train_large.sh"), "--config", str(REPO / "configs/tiny_large.yaml"),
