@@ -220,14 +220,16 @@ def main(argv=None):
                 width=args.width,
             ),
         )
-        if args.modes and (
-            args.baselines != "real,classic,copy_paste" or args.regimes != "d,e"
-        ):
-            raise EvaluationError("--modes replaces --baselines and --regimes; give one or the other")
+        if args.modes and (args.baselines != "real,classic,copy_paste" or args.regimes != "d,e"):
+            raise EvaluationError(
+                "--modes replaces --baselines and --regimes; give one or the other"
+            )
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise EvaluationError(f"--device {device}: CUDA is not available here")
         if args.tune and (args.synthetic or args.modes):
-            raise EvaluationError("--tune runs regime (a) on the training pairs only; drop --synthetic")
+            raise EvaluationError(
+                "--tune runs regime (a) on the training pairs only; drop --synthetic"
+            )
         try:
             os.makedirs(args.out, exist_ok=True)  # fail before minutes of training, not after
         except OSError as e:
@@ -267,7 +269,9 @@ def _ratios(text):
     try:
         values = [float(v) for v in str(text).split(",") if v.strip()]
     except ValueError:
-        raise EvaluationError(f"--synthetic_ratio: {text!r} is not a number or comma list") from None
+        raise EvaluationError(
+            f"--synthetic_ratio: {text!r} is not a number or comma list"
+        ) from None
     if not values:
         raise EvaluationError("--synthetic_ratio: no value given")
     return tuple(values)

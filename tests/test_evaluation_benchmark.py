@@ -107,9 +107,7 @@ def test_guard_refuses_a_generator_whose_classes_differ(tmp_path, capsys, proble
     assert str(named) in errors[0] and "differ" in errors[0]
 
 
-def test_guard_refuses_a_manifest_without_generator_and_a_validation_mask_source(
-    tmp_path, capsys
-):
+def test_guard_refuses_a_manifest_without_generator_and_a_validation_mask_source(tmp_path, capsys):
     data = write_official_dataset(tmp_path / "data")
     bare = write_synthetic(tmp_path / "bare", synthetic_pairs(3))
     code, errors = _run_script(tmp_path, capsys, data, [bare])
@@ -246,15 +244,21 @@ def test_paired_interval_hand_case_and_t_quantiles():
     half = 2.776 * np.std([0.1, 0.2, 0.3, 0.4, 0.5], ddof=1) / math.sqrt(5)
     assert ci["mean"] == pytest.approx(0.3) and ci["lo"] == pytest.approx(0.3 - half)
     assert ci["hi"] == pytest.approx(0.3 + half) and ci["n"] == 5
-    assert stats.t_quantile_975(1) == 12.706 and stats.t_quantile_975(120) == pytest.approx(1.98, abs=0.01)
+    assert stats.t_quantile_975(1) == 12.706 and stats.t_quantile_975(120) == pytest.approx(
+        1.98, abs=0.01
+    )
     one = stats.paired_interval([0.2])
-    assert one["mean"] == 0.2 and math.isnan(one["lo"]) and stats.verdict(one["lo"], one["hi"]) is None
+    assert (
+        one["mean"] == 0.2 and math.isnan(one["lo"]) and stats.verdict(one["lo"], one["hi"]) is None
+    )
 
 
 def test_intervals_of_two_identical_regimes_contain_zero(tmp_path):
     data = write_official_dataset(tmp_path / "data")
     synth = write_synthetic(
-        tmp_path / "synth", synthetic_pairs(6), generation=write_generator(tmp_path / "gen", data, 2)
+        tmp_path / "synth",
+        synthetic_pairs(6),
+        generation=write_generator(tmp_path / "gen", data, 2),
     )
     config = EvalConfig(
         data_dir=str(data),
@@ -308,7 +312,9 @@ def test_verdict_wording_follows_the_interval(lo, hi, words):
     assert text.startswith(f"d:joint against real (a): {words}, by ")
     assert f"[{lo:+.3f}, {hi:+.3f}]".replace("+-", "-") in text
     other = dict(comparison, bootstrap_verdict="no measurable effect")
-    assert ("could change" in verdict_sentence("d:joint", "c", other)) == (words != "no measurable effect")
+    assert ("could change" in verdict_sentence("d:joint", "c", other)) == (
+        words != "no measurable effect"
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -345,7 +351,9 @@ def test_bad_ratio_and_select_values_are_one_line_errors(tmp_path, capsys):
     assert code == 2 and "need --synthetic" in errors[0]
 
 
-def test_tuning_folds_hold_every_type_and_never_read_validation_images(tmp_path, capsys, monkeypatch):
+def test_tuning_folds_hold_every_type_and_never_read_validation_images(
+    tmp_path, capsys, monkeypatch
+):
     assert fold_of(["x", "x", "x", "y", "y", "y"], 2).tolist() == [0, 1, 0, 0, 1, 0]
     data = write_official_dataset(tmp_path / "data", per_type=5)
     import defect_gen.evaluation.data as data_mod

@@ -1,7 +1,8 @@
 """
 The report picture, drawn with PIL and numpy only: paired deltas with their 95% intervals per class
 (each synthetic row against real and against copy-paste), the ratio sweep, per-class IoU bars (mean
-± std over seeds) for each row, and strips of generated samples above their nearest training images.
+± std over seeds) for each row, and strips of generated samples above their nearest training
+images.
 """
 
 import math
@@ -37,6 +38,8 @@ def colour_of(key, order=()):
     order = [k for k in order if k not in MODE_COLOURS]
     i = order.index(key) if key in order else 0
     return _PALETTE[i % len(_PALETTE)]
+
+
 _INK = (20, 20, 20)
 _GRID = (225, 225, 225)
 
@@ -75,7 +78,9 @@ def iou_bar_chart(
         w = 24 + _text_width(draw, label, font)
         if x_legend + w > width - right and x_legend > left:
             x_legend, y_legend = left, y_legend + 12
-        draw.rectangle([x_legend, y_legend, x_legend + 10, y_legend + 10], fill=colour_of(key, order))
+        draw.rectangle(
+            [x_legend, y_legend, x_legend + 10, y_legend + 10], fill=colour_of(key, order)
+        )
         draw.text((x_legend + 14, y_legend - 1), label, fill=_INK, font=font)
         x_legend += w
     top += y_legend - 24
@@ -221,7 +226,7 @@ def delta_chart(comparisons, classes):
     draw = ImageDraw.Draw(img)
     draw.text(
         (left, 6),
-        "paired IoU delta per class vs real (a) / copy-paste (c): mean and 95% t interval over seeds",
+        "paired IoU delta per class vs real (a) / copy-paste (c): mean, 95% t interval over seeds",
         fill=_INK,
         font=font,
     )
@@ -267,9 +272,7 @@ def delta_chart(comparisons, classes):
                 draw.rectangle([xc - 3, yc - 3, xc + 3, yc + 3], outline=colour, width=2)
         text = label if len(label) <= 12 else label[:11] + "."
         tw = _text_width(draw, text, font)
-        draw.text(
-            (x0 + (group_w - gap - tw) / 2, top + plot_h + 6), text, fill=_INK, font=font
-        )
+        draw.text((x0 + (group_w - gap - tw) / 2, top + plot_h + 6), text, fill=_INK, font=font)
     return img
 
 
@@ -307,7 +310,9 @@ def ratio_sweep_chart(rows, comparisons):
     left, right, top, plot_w, plot_h = 52, 180, 28, 360, 200
     img = Image.new("RGB", (left + plot_w + right, top + plot_h + 40), "white")
     draw = ImageDraw.Draw(img)
-    draw.text((left, 6), "mIoU w/o bg vs synthetic ratio (mean, 95% t interval)", fill=_INK, font=font)
+    draw.text(
+        (left, 6), "mIoU w/o bg vs synthetic ratio (mean, 95% t interval)", fill=_INK, font=font
+    )
     x_min, x_max = all_ratios[0], all_ratios[-1]
 
     def x_of(r):

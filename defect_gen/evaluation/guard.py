@@ -17,8 +17,8 @@ gives one-line problems (each naming the file) when:
 - any string in the manifest (per-sample mask or good-image records of the mask / inpaint modes) is
   the path of a validation image or mask.
 
-Masks taken from the generator's own training masks (mask source `train`) are on the training side by
-construction; good images are not reported images. The caller refuses on the first problem unless
+Masks taken from the generator's own training masks (mask source `train`) are on the training side
+by construction; good images are not reported images. The caller refuses on the first problem unless
 --allow_overlap is given, in which case the problems become warnings in the report.
 """
 

@@ -98,7 +98,7 @@ class EvaluationResult:
 
 
 def parse_synthetic_arg(text):
-    """Give (name, folder) of a `--synthetic` value: NAME=DIR, or a bare DIR named by its base name."""
+    """Give (name, folder) of a `--synthetic` value: NAME=DIR, or a bare DIR named by its folder."""
     head, sep, rest = text.partition("=")
     if sep and _NAME.match(head) and rest:
         return head, rest
@@ -117,7 +117,9 @@ def synthetic_sets(config):
     seen = set()
     for name, _ in sets:
         if not _NAME.match(name):
-            raise EvaluationError(f"--synthetic: set name {name!r} may use letters, digits, _ . + -")
+            raise EvaluationError(
+                f"--synthetic: set name {name!r} may use letters, digits, _ . + -"
+            )
         if name in seen:
             raise EvaluationError(f"--synthetic: set name {name!r} given twice; use NAME=DIR")
         seen.add(name)
@@ -195,7 +197,9 @@ def _check_config(config):
     if len(rs) > 1 and not config.synthetic:
         raise EvaluationError("--synthetic_ratio: several ratios need --synthetic")
     if config.inception_weights and not config.synthetic:
-        raise EvaluationError("--inception_weights: FID/KID measure a synthetic set; give --synthetic")
+        raise EvaluationError(
+            "--inception_weights: FID/KID measure a synthetic set; give --synthetic"
+        )
 
 
 def summarise(per_seed, num_classes):

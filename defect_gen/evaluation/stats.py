@@ -23,7 +23,7 @@ VERDICTS = ("helps", "no measurable effect", "hurts")
 
 
 def t_quantile_975(df):
-    """Give t_{0.975} of Student's t with `df` degrees of freedom (table to 30, then 1.96 + 2.4/df)."""
+    """Give t_{0.975} of Student's t, `df` degrees of freedom (table to 30, then 1.96 + 2.4/df)."""
     if df < 1:
         raise ValueError(f"degrees of freedom must be at least 1, got {df}")
     return _T975[df - 1] if df <= len(_T975) else 1.959964 + 2.4 / df
@@ -91,7 +91,7 @@ def bootstrap_interval(per_image_row, per_image_base, *, num_resamples=2000, see
 
 
 def verdict(lo, hi):
-    """Give "helps" (interval above 0), "hurts" (below 0), "no measurable effect" (holds 0), or None."""
+    """Give "helps" (interval above 0), "hurts" (below 0), "no measurable effect", None."""
     if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
         return None
     if lo > 0:

@@ -150,7 +150,8 @@ def write_tuning(record, out_dir):
         f"{record['folds']} folds; {record['fold_rule']}; regime {record['regime']}. The reported "
         "validation images were not read.",
         "",
-        "| " + " | ".join(keys + ["mean mIoU w/o bg"] + [f"fold {f}" for f in range(record["folds"])])
+        "| "
+        + " | ".join(keys + ["mean mIoU w/o bg"] + [f"fold {f}" for f in range(record["folds"])])
         + " |",
         "|" + "---|" * (len(keys) + 1 + record["folds"]),
     ]
