@@ -1,12 +1,18 @@
 """
-Does the synthetic data help segmentation on my data? Train a compact segmentation net under four
-regimes — (a) real, (b) real + classic augmentation, (c) real + copy-paste, (d) real + synthetic —
-with one schedule and the same seeds, score each on the held-out real pairs, and measure the
-synthetic set (memorisation, diversity, mask statistics, optional FID/KID). Writes report.json,
-report.md, report.png.
+Does the synthetic data help segmentation on my data? Train a compact segmentation net on (a) real,
+(b) real + classic augmentation, (c) real + copy-paste, and per synthetic set NAME (d:NAME) real +
+the set and (e:NAME) copy-paste + the set, with one schedule and the same seeds; score each on the
+held-out real pairs, compare each synthetic row with (a) and (c) by paired deltas with 95%
+intervals, and measure each set (guard, memorisation, diversity, mask statistics, optional FID/KID).
+Writes report.json, report.md, report.png. With --tune, picks the segmenter settings by
+cross-validation over the training pairs instead (never reading the reported images).
 
-    python scripts/evaluate.py --data_dir D --num_train_per_type 5 --synthetic DIR --out DIR \
-        [--resolution 128] [--seeds 3] [--iterations 600] [--synthetic_ratio 1.0]
+    python scripts/evaluate.py --data_dir D --num_train_per_type 5 --synthetic NAME=DIR ... \
+        --out DIR [--resolution 128] [--seeds 5] [--synthetic_ratio 1 | 0.5,1,2,3] \
+        [--synthetic_select first|defect|balanced] [--baselines real,classic,copy_paste] \
+        [--regimes d,e] [--allow_overlap]
+    python scripts/evaluate.py --data_dir D --num_train_per_type 5 --out DIR --tune \
+        [--tune_grid "lr=5e-4,1e-3,2e-3;dice_weight=0,1"] [--tune_folds 3]
 """
 
 import argparse
@@ -19,9 +25,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from defect_gen.evaluation import tune  # noqa: E402
 from defect_gen.evaluation.data import EvaluationError  # noqa: E402
 from defect_gen.evaluation.report import write_report  # noqa: E402
-from defect_gen.evaluation.runner import EvalConfig, run_evaluation  # noqa: E402
+from defect_gen.evaluation.runner import (  # noqa: E402
+    BASELINE_NAMES,
+    EvalConfig,
+    parse_synthetic_arg,
+    run_evaluation,
+)
+from defect_gen.evaluation.selection import SELECTIONS  # noqa: E402
 from defect_gen.evaluation.segtrain import TrainSettings  # noqa: E402
 from defect_gen.image_datasets import DatasetError  # noqa: E402
 
@@ -37,12 +50,15 @@ def parse_args(argv=None):
     )
     p.add_argument(
         "--synthetic",
+        action="append",
         default=None,
-        help="sample folder (images/, masks/, manifest.json); without it modes a-c only",
+        metavar="[NAME=]DIR",
+        help="sample folder (images/, masks/, manifest.json), repeatable; NAME labels its rows "
+        "(default: the folder's name); without it rows a-c only",
     )
     p.add_argument("--out", required=True, help="output folder for report.json / .md / .png")
     p.add_argument("--resolution", type=int, default=128, help="square training/validation size")
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1) per mode")
+    p.add_argument("--seeds", type=int, default=5, help="number of seeds (0..N-1) per row")
     p.add_argument(
         "--iterations",
         type=int,
@@ -71,15 +87,56 @@ def parse_args(argv=None):
     )
     p.add_argument(
         "--synthetic_ratio",
-        type=float,
-        default=1.0,
-        help="synthetic:real pair count in mode d (1.0 = as many synthetic as real)",
+        default="1",
+        help="synthetic:real pair count, or a comma list (0.5,1,2,3) for one row per ratio",
+    )
+    p.add_argument(
+        "--synthetic_select",
+        default="balanced",
+        choices=SELECTIONS,
+        help="first: file order; defect: pairs holding a defect; balanced: defect pairs filling "
+        "per-class quotas in proportion to the real training classes",
+    )
+    p.add_argument(
+        "--baselines",
+        default="real,classic,copy_paste",
+        help="comma list out of real, classic, copy_paste (or none): the baseline rows a, b, c",
+    )
+    p.add_argument(
+        "--regimes",
+        default="d,e",
+        help="comma list out of d (real + set), e (copy-paste + set): rows per synthetic set",
     )
     p.add_argument(
         "--modes",
         default=None,
-        help="comma list out of a,b,c,d (default a,b,c,d; a,b,c without --synthetic)",
+        help="older spelling: comma list of row letters out of a..e (replaces --baselines and "
+        "--regimes)",
     )
+    p.add_argument(
+        "--allow_overlap",
+        action="store_true",
+        help="evaluate a synthetic set the guard refuses (its generator saw reported images, or "
+        "its classes differ); the report carries a warning",
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=2000,
+        help="bootstrap resamples of the validation images (0: no bootstrap interval)",
+    )
+    p.add_argument(
+        "--tune",
+        action="store_true",
+        help="pick segmenter settings by cross-validation over the training pairs and stop",
+    )
+    p.add_argument(
+        "--tune_grid",
+        default=None,
+        help='settings to try, "key=v1,v2;key=v1,..." over lr, dice_weight, iterations, '
+        "batch_size, class_balance (default: the frozen defaults' grid)",
+    )
+    p.add_argument("--tune_folds", type=int, default=3, help="cross-validation folds for --tune")
     p.add_argument("--num_defect", type=int, default=None, help="number of defect classes K")
     p.add_argument(
         "--classes",
@@ -131,47 +188,93 @@ def main(argv=None):
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    config = EvalConfig(
-        data_dir=args.data_dir,
-        num_train_per_type=args.num_train_per_type,
-        synthetic=args.synthetic,
-        resolution=args.resolution,
-        seeds=args.seeds,
-        modes=tuple(args.modes.split(",")) if args.modes else None,
-        synthetic_ratio=args.synthetic_ratio,
-        num_defect=args.num_defect,
-        classes=[c.strip() for c in args.classes.split(",")] if args.classes else None,
-        max_val=args.max_val,
-        device=device,
-        copy_paste_probability=args.copy_paste_probability,
-        memorisation_threshold=args.memorisation_threshold,
-        inception_weights=args.inception_weights,
-        inception_size=args.inception_size,
-        inception_range=args.inception_range,
-        train=TrainSettings(
-            iterations=args.iterations,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            dice_weight=args.dice_weight,
-            class_balance=bool(args.class_balance),
-            width=args.width,
-        ),
-    )
     try:
+        config = EvalConfig(
+            data_dir=args.data_dir,
+            num_train_per_type=args.num_train_per_type,
+            synthetic=[parse_synthetic_arg(v) for v in args.synthetic or []],
+            resolution=args.resolution,
+            seeds=args.seeds,
+            baselines=_baselines(args.baselines),
+            regimes=tuple(r.strip() for r in args.regimes.split(",") if r.strip()),
+            modes=tuple(args.modes.split(",")) if args.modes else None,
+            synthetic_ratio=_ratios(args.synthetic_ratio),
+            synthetic_select=args.synthetic_select,
+            allow_overlap=args.allow_overlap,
+            bootstrap_resamples=args.bootstrap,
+            num_defect=args.num_defect,
+            classes=[c.strip() for c in args.classes.split(",")] if args.classes else None,
+            max_val=args.max_val,
+            device=device,
+            copy_paste_probability=args.copy_paste_probability,
+            memorisation_threshold=args.memorisation_threshold,
+            inception_weights=args.inception_weights,
+            inception_size=args.inception_size,
+            inception_range=args.inception_range,
+            train=TrainSettings(
+                iterations=args.iterations,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                dice_weight=args.dice_weight,
+                class_balance=bool(args.class_balance),
+                width=args.width,
+            ),
+        )
+        if args.modes and (args.baselines != "real,classic,copy_paste" or args.regimes != "d,e"):
+            raise EvaluationError(
+                "--modes replaces --baselines and --regimes; give one or the other"
+            )
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise EvaluationError(f"--device {device}: CUDA is not available here")
+        if args.tune and (args.synthetic or args.modes):
+            raise EvaluationError(
+                "--tune runs regime (a) on the training pairs only; drop --synthetic"
+            )
         try:
             os.makedirs(args.out, exist_ok=True)  # fail before minutes of training, not after
         except OSError as e:
             message = f"{args.out}: cannot create the output folder ({e.strerror})"
             raise EvaluationError(message) from None
-        result = run_evaluation(config)
-        paths = write_report(result, args.out)
+        if args.tune:
+            record = tune.run_tuning(config, tune.parse_grid(args.tune_grid), args.tune_folds)
+            paths = tune.write_tuning(record, args.out)
+            best = record["best"]
+            print(f"tuned: {record['flags']} (cross-validated mIoU w/o bg {best['mean']:.4f})")
+        else:
+            result = run_evaluation(config)
+            paths = write_report(result, args.out)
     except (EvaluationError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     logging.getLogger("evaluate").info("wrote %s", ", ".join(paths.values()))
     return 0
+
+
+def _baselines(text):
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if names == ["none"]:
+        return ()
+    out = []
+    for n in names:
+        letter = BASELINE_NAMES.get(n, n if n in BASELINE_NAMES.values() else None)
+        if letter is None:
+            raise EvaluationError(
+                f"--baselines: unknown baseline {n!r}; choose from real, classic, copy_paste, none"
+            )
+        out.append(letter)
+    return tuple(out)
+
+
+def _ratios(text):
+    try:
+        values = [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise EvaluationError(
+            f"--synthetic_ratio: {text!r} is not a number or comma list"
+        ) from None
+    if not values:
+        raise EvaluationError("--synthetic_ratio: no value given")
+    return tuple(values)
 
 
 if __name__ == "__main__":

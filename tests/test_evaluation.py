@@ -23,7 +23,13 @@ from defect_gen.evaluation.metrics import (
     segmentation_scores,
 )
 from defect_gen.evaluation.report import to_jsonable
-from defect_gen.evaluation.runner import EvalConfig, paired_deltas, run_evaluation, summarise
+from defect_gen.evaluation.runner import (
+    EvalConfig,
+    compare,
+    paired_deltas,
+    run_evaluation,
+    summarise,
+)
 from defect_gen.evaluation.segnet import SegNet, count_parameters
 from defect_gen.evaluation.segtrain import TrainSettings, class_weights, train_segmenter
 
@@ -95,15 +101,45 @@ def write_official_dataset(root, per_type=4, size=(40, 36), seed=0):
     return root
 
 
-def write_synthetic(root, pairs, manifest=True):
-    """Write a sample folder (images/, masks/, manifest.json) holding the (image, mask) pairs."""
+def write_generator(root, data_dir, num_image_train, classes=("class_1", "class_2")):
+    """
+    Write stand-in large / small checkpoints (just what the guard reads: config and classes) and
+    give the `generation` part of a sample manifest naming them.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    generation = {"num_defect": len(classes), "step_inference": 0}
+    for role in ("large_recep", "small_recep"):
+        cfg = {
+            "data": {
+                "params": {
+                    "dir": str(data_dir),
+                    "num_image_train": num_image_train,
+                    "num_defect": len(classes),
+                    "classes": None,
+                }
+            }
+        }
+        path = root / f"{role}.pt"
+        torch.save({"config": cfg, "classes": list(classes), "step": 1}, path)
+        generation[role] = {"path": str(path), "step": 1}
+    return generation
+
+
+def write_synthetic(root, pairs, manifest=True, generation=None, classes=("class_1", "class_2")):
+    """
+    Write a sample folder (images/, masks/, manifest.json) holding the (image, mask) pairs; the
+    manifest names `generation` (see write_generator) when given.
+    """
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(parents=True, exist_ok=True)
     for i, (image, mask) in enumerate(pairs):
         Image.fromarray(image).save(root / "images" / f"{i:06d}.png")
         Image.fromarray(mask.astype(np.uint8), "L").save(root / "masks" / f"{i:06d}.png")
     if manifest:
-        (root / "manifest.json").write_text(json.dumps({"num_samples": len(pairs), "seed": 0}))
+        content = {"num_samples": len(pairs), "seed": 0, "classes": list(classes)}
+        if generation is not None:
+            content["generation"] = generation
+        (root / "manifest.json").write_text(json.dumps(content))
     return root
 
 
@@ -453,7 +489,8 @@ def test_evaluate_script_end_to_end(tmp_path):
     gen = synthetic_pairs(5)
     planted = np.asarray(Image.open(data / "test" / "dent" / "001.png"))
     planted_mask = np.asarray(Image.open(data / "converted_ground_truth" / "dent" / "001.png"))
-    write_synthetic(tmp_path / "synth", gen + [(planted, planted_mask)])
+    generation = write_generator(tmp_path / "gen", data, 2)
+    write_synthetic(tmp_path / "synth", gen + [(planted, planted_mask)], generation=generation)
     out = tmp_path / "out"
     cmd = [
         sys.executable,
@@ -470,24 +507,36 @@ def test_evaluate_script_end_to_end(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "report.json").read_text())
-    modes = report["segmentation"]["modes"]
-    assert list(modes) == ["a", "b", "c", "d"]
-    for entry in modes.values():
+    rows = report["segmentation"]["rows"]
+    assert list(rows) == ["a", "b", "c", "d:synth", "e:synth"]
+    for entry in rows.values():
         assert [r["seed"] for r in entry["per_seed"]] == [0, 1]
         assert len(entry["summary"]["iou_mean"]) == 3
-    assert modes["d"]["pool_size"] == 4 + 4  # ratio 1:1
-    assert report["memorisation"]["near_copies"] == [5]
-    assert report["memorisation"]["nn_index"][5] == report["data"]["train_files"].index(
+    # ratio 1, balanced: 4 real pairs (2 per class) ask for 4 synthetic pairs, 2 per class.
+    assert rows["d:synth"]["synthetic_pool_size"] == 4 and rows["d:synth"]["real_pool_size"] == 4
+    sel = report["synthetic"]["synth"]["selection"]["1"]
+    assert [c["used"] for c in sel["per_class"]] == [2, 2] and sel["statements"] == []
+    assert set(report["segmentation"]["comparisons"]["e:synth"]) == {"a", "c"}
+    mem = report["synthetic"]["synth"]["memorisation"]
+    assert mem["near_copies"] == [5]
+    assert mem["nn_index"][5] == report["data"]["train_files"].index(
         str(data / "test" / "dent" / "001.png")
     )
-    assert report["fid"]["computed"] is False
-    assert report["fid"]["fid"] is None and report["fid"]["kid"] is None
+    fid_entry = report["synthetic"]["synth"]["fid"]
+    assert fid_entry["computed"] is False
+    assert fid_entry["fid"] is None and fid_entry["kid"] is None
+    gens = report["synthetic"]["synth"]["guard"]["generators"]
+    assert [g["reported_images_seen"] for g in gens] == [0, 0]
     md = (out / "report.md").read_text()
+    assert md.index("## Verdict") < md.index("## Rows")
     for needle in (
+        "**synth**: d:synth against real (a):",
+        "e:synth against copy-paste (c):",
         "a: real",
         "b: real+classic",
         "c: real+copy-paste",
-        "d: real+synthetic",
+        "d:synth: real+synth",
+        "e:synth: real+copy-paste+synth",
         "Memorisation",
         "Diversity",
         "Masks",
@@ -509,8 +558,8 @@ def test_evaluate_without_synthetic_runs_three_modes_and_fid_with_stand_in(tmp_p
         == 0
     )
     report = json.loads((tmp_path / "o1" / "report.json").read_text())
-    assert list(report["segmentation"]["modes"]) == ["a", "b", "c"]
-    assert report["memorisation"] is None and report["diversity"] is None
+    assert list(report["segmentation"]["rows"]) == ["a", "b", "c"]
+    assert report["synthetic"] == {} and report["segmentation"]["comparisons"] == {}
 
     torch.jit.script(_TinyExtractor()).save(str(tmp_path / "tiny.pt"))
     config = EvalConfig(
@@ -519,13 +568,20 @@ def test_evaluate_without_synthetic_runs_three_modes_and_fid_with_stand_in(tmp_p
         resolution=32,
         seeds=1,
         modes=("a",),
-        synthetic=str(write_synthetic(tmp_path / "synth", synthetic_pairs(4))),
+        synthetic=str(
+            write_synthetic(
+                tmp_path / "synth",
+                synthetic_pairs(4),
+                generation=write_generator(tmp_path / "gen", data, 2),
+            )
+        ),
         inception_weights=str(tmp_path / "tiny.pt"),
         inception_size=32,
+        bootstrap_resamples=0,
         train=TrainSettings(iterations=1, batch_size=2, width=8),
     )
     result = run_evaluation(config)
-    f = result.report["fid"]
+    f = result.report["synthetic"]["synth"]["fid"]
     assert f["computed"] and f["feature_dim"] == 6
     assert f["real_train"]["fid"] > 0 and math.isfinite(f["real_val"]["kid"])
     json.dumps(to_jsonable(result.report), allow_nan=False)

@@ -113,13 +113,22 @@ def _stack(pairs, names, types, resolution):
 
 
 def load_real_split(
-    data_dir, *, num_train_per_type, resolution, num_defect=None, classes=None, max_val=None
+    data_dir,
+    *,
+    num_train_per_type,
+    resolution,
+    num_defect=None,
+    classes=None,
+    max_val=None,
+    load_val=True,
 ):
     """
     Give the RealSplit of a dataset folder: the first `num_train_per_type` sorted files of each
     defect type train (exactly the generator's `num_image_train` selection), the rest validate.
 
     :param max_val: keep at most this many validation pairs per defect type (None = all).
+    :param load_val: False leaves the validation images unread (an empty PairSet): the tuning
+        mode never looks at the reported images.
     """
     if num_train_per_type < 1:
         raise EvaluationError(f"--num_train_per_type must be at least 1, got {num_train_per_type}")
@@ -175,7 +184,7 @@ def load_real_split(
         num_defect=num_defect,
         layout=str(full_index.layout),
         train=read(train_pairs),
-        val=read(val_pairs),
+        val=read(val_pairs) if load_val else read([]),
     )
 
 

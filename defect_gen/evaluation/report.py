@@ -45,65 +45,179 @@ def _table(header, rows):
     return "\n".join(lines)
 
 
+def _interval(ci, digits=3):
+    if not ci or ci.get("lo") is None or ci.get("hi") is None:
+        return "n/a"
+    if any(isinstance(v, float) and math.isnan(v) for v in (ci["lo"], ci["hi"])):
+        return "n/a"
+    return f"[{_signed(ci['lo'], digits)}, {_signed(ci['hi'], digits)}]"
+
+
+def _signed(value, digits=3):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    text = _fmt(value, digits)
+    return text if text.startswith("-") else "+" + text
+
+
+BASE_NAMES = {"a": "real (a)", "c": "copy-paste (c)"}
+
+
+def verdict_sentence(row_key, base, comparison):
+    """
+    Give one sentence "<row> against <base>: helps / no measurable effect / hurts, by X [lo, hi]"
+    whose words follow the per-seed t interval (and mention the bootstrap interval).
+    """
+    ci, boot = comparison["seeds"], comparison.get("bootstrap")
+    words = comparison.get("verdict")
+    by = f"by {_signed(ci['mean'])} {_interval(ci)} mIoU w/o background"
+    if words is None:
+        text = f"{row_key} against {BASE_NAMES.get(base, base)}: cannot be judged (one seed), {by}"
+    else:
+        text = f"{row_key} against {BASE_NAMES.get(base, base)}: {words}, {by}"
+    if boot:
+        text += f" (bootstrap over validation images {_interval(boot)}"
+        bv = comparison.get("bootstrap_verdict")
+        if words in ("helps", "hurts") and bv != words:
+            text += ": other validation images could change this"
+        text += ")"
+    return text + "."
+
+
+def verdict_paragraphs(report):
+    """Give one Markdown paragraph per synthetic set: its rows' verdicts against (a) and (c)."""
+    seg = report["segmentation"]
+    n = len(report["config"]["seed_list"])
+    out = []
+    for name in report["synthetic"]:
+        sentences = []
+        for key, entry in seg["rows"].items():
+            if entry["set"] != name:
+                continue
+            for base, comparison in seg["comparisons"].get(key, {}).items():
+                sentences.append(verdict_sentence(key, base, comparison))
+        if not sentences:
+            sentences = ["no row compares it with real (a) or copy-paste (c)."]
+        out.append(
+            f"**{name}**: " + " ".join(sentences) + f" Intervals: 95%, paired over {n} seeds (t)."
+        )
+    return out
+
+
 def render_markdown(report):
     """Give the Markdown text of a report dict."""
     cfg, data, seg = report["config"], report["data"], report["segmentation"]
-    classes, modes = data["classes"], seg["modes"]
+    classes, rows = data["classes"], seg["rows"]
     out = ["# Defect-Gen downstream evaluation", ""]
+    if report["synthetic"]:
+        out += ["## Verdict", ""]
+        for paragraph in verdict_paragraphs(report):
+            out += [paragraph, ""]
+    for name, entry in report["synthetic"].items():
+        for problem in entry["guard"]["problems"]:
+            out += [f"**Warning (--allow_overlap)**, set {name}: {problem}", ""]
     out.append(
         f"Data `{cfg['data_dir']}` ({data['layout']} layout): {data['num_defect']} defect classes, "
         f"{data['num_train']} training pairs (first {cfg['num_train_per_type']} per type), "
         f"{data['num_val']} validation pairs, at {cfg['resolution']} px."
     )
-    if cfg.get("synthetic"):
+    for name, entry in report["synthetic"].items():
         out.append(
-            f"Synthetic `{cfg['synthetic']}`: {data['num_synthetic']} pairs, "
-            f"{data['num_synthetic_used']} used in mode d (ratio {cfg['synthetic_ratio']:g})."
+            f"Synthetic set **{name}** `{entry['folder']}`: {entry['num_pairs']} pairs, selection "
+            f"`{cfg['synthetic_select']}`."
         )
     train = cfg["train"]
     out += [
         "",
         f"Segmentation net: SegNet, {seg['model']['parameters'] / 1e6:.2f} M parameters; "
-        f"{train['iterations']} iterations, batch {train['batch_size']}, AdamW lr {train['lr']:g}, "
-        f"{'class-balanced ' if train['class_balance'] else ''}cross-entropy + "
-        f"{train['dice_weight']:g} x Dice; seeds {cfg['seed_list']}. "
+        f"{train['iterations']} iterations, batch {train['batch_size']} real pairs, AdamW lr "
+        f"{train['lr']:g}, {'class-balanced ' if train['class_balance'] else ''}cross-entropy + "
+        f"{train['dice_weight']:g} x Dice; seeds {cfg['seed_list']}, the same initial weights "
+        f"and real batches in every row. Exposure: {seg['exposure']}. "
         f"IoU: {seg['iou_definition']}.",
         "",
-        "## Summary (mean ± std over seeds)",
+        "## Rows (mean ± std over seeds)",
         "",
     ]
-    rows = []
-    for key, m in modes.items():
+    table = []
+    for key, m in rows.items():
         s = m["summary"]
-        delta = seg["delta_vs_a"].get(key, {}).get("miou_fg")
-        rows.append(
+        table.append(
             [
                 f"{key}: {m['name']}",
+                m["real_pool_size"],
+                m["synthetic_pool_size"],
                 _pm(s["miou"]["mean"], s["miou"]["std"]),
                 _pm(s["miou_fg"]["mean"], s["miou_fg"]["std"]),
                 _pm(s["mdice_fg"]["mean"], s["mdice_fg"]["std"]),
-                _pm(delta["mean"], delta["std"]) if delta else "-",
             ]
         )
-    out.append(
-        _table(
-            ["mode", "mIoU", "mIoU w/o background", "Dice w/o background", "Δ mIoU w/o bg vs a"],
-            rows,
+    header = ["row", "real pairs", "synthetic pairs", "mIoU", "mIoU w/o background"]
+    out.append(_table(header + ["Dice w/o background"], table))
+    comps = seg["comparisons"]
+    if comps:
+        out += [
+            "",
+            "## Paired deltas of mIoU w/o background (95% intervals)",
+            "",
+            "Per seed: row minus baseline with the same seed; t interval over seeds. Bootstrap: "
+            "the validation images resampled with replacement "
+            f"({cfg['bootstrap_resamples']} resamples, the same for both rows and every seed), "
+            "2.5 / 97.5 percentiles of the seed-mean delta.",
+            "",
+        ]
+        table = [
+            [
+                key,
+                BASE_NAMES.get(base, base),
+                _signed(c["seeds"]["mean"]),
+                _interval(c["seeds"]),
+                _interval(c["bootstrap"]) if c["bootstrap"] else "-",
+                c["verdict"] or "n/a",
+            ]
+            for key, by_base in comps.items()
+            for base, c in by_base.items()
+        ]
+        out.append(
+            _table(["row", "against", "Δ", "t interval", "bootstrap interval", "verdict"], table)
         )
-    )
+    if report["synthetic"]:
+        out += ["", "## Synthetic pairs used (per class: used / available, quota)", ""]
+        for name, entry in report["synthetic"].items():
+            for ratio, sel in entry["selection"].items():
+                head = (
+                    f"Set {name}, ratio {ratio}: {sel['used']} of {sel['available']} pairs used "
+                    f"(asked {sel['want']}); defect-free pairs available "
+                    f"{sel['defect_free_available']}, used {sel['defect_free_used']}."
+                )
+                out += [head, ""]
+                table = [
+                    [
+                        classes[c["class"]],
+                        c["used"],
+                        c["available"],
+                        "-" if c["quota"] is None else c["quota"],
+                    ]
+                    for c in sel["per_class"]
+                ]
+                out += [_table(["class", "used", "available", "quota"], table), ""]
+                for sentence in sel["statements"]:
+                    out += [f"- {sentence[0].upper()}{sentence[1:]}."]
+                if sel["statements"]:
+                    out.append("")
     for metric, title in (("iou", "Per-class IoU"), ("dice", "Per-class Dice")):
         out += ["", f"## {title} (mean ± std over seeds)", ""]
-        rows = [
+        table = [
             [f"{k}: {m['name']}"]
             + [
                 _pm(mu, sd)
                 for mu, sd in zip(m["summary"][f"{metric}_mean"], m["summary"][f"{metric}_std"])
             ]
-            for k, m in modes.items()
+            for k, m in rows.items()
         ]
-        out.append(_table(["mode"] + classes, rows))
+        out.append(_table(["row"] + classes, table))
     out += ["", "## Per seed", ""]
-    rows = [
+    table = [
         [
             f"{k}: {m['name']}",
             r["seed"],
@@ -112,13 +226,36 @@ def render_markdown(report):
             _fmt(r["mdice_fg"]),
             f"{r['seconds']:.1f}",
         ]
-        for k, m in modes.items()
+        for k, m in rows.items()
         for r in m["per_seed"]
     ]
-    out.append(_table(["mode", "seed", "mIoU", "mIoU w/o bg", "Dice w/o bg", "seconds"], rows))
+    out.append(_table(["row", "seed", "mIoU", "mIoU w/o bg", "Dice w/o bg", "seconds"], table))
+    for name, entry in report["synthetic"].items():
+        out += _set_sections(name, entry, classes, report["mask_stats"]["train"])
+    out += [
+        "",
+        "## Timings (seconds)",
+        "",
+        _table(list(report["timings"]), [[f"{v:.1f}" for v in report["timings"].values()]]),
+        "",
+    ]
+    return "\n".join(out)
 
-    mem = report.get("memorisation")
-    out += ["", "## Memorisation", ""]
+
+def _set_sections(name, entry, classes, train_stats):
+    out = ["", f"## Synthetic set {name}", "", "### Guard", ""]
+    gens = entry["guard"]["generators"]
+    if gens:
+        for g in gens:
+            out.append(
+                f"- {g['role']} `{g['checkpoint']}`: data `{g['data_dir']}`, num_image_train "
+                f"{g['num_image_train']}, checked by {g.get('checked_by', 'n/a')}: "
+                f"{g.get('reported_images_seen', 'n/a')} reported image(s) seen."
+            )
+    else:
+        out.append("- No generator checkpoint could be checked.")
+    mem = entry.get("memorisation")
+    out += ["", "### Memorisation", ""]
     if mem:
         out.append(
             f"Feature: {mem['feature']}. Scale m = median distance of a training image to its "
@@ -159,13 +296,12 @@ def render_markdown(report):
                 + (" …" if len(mem["near_copies"]) > len(shown) else ""),
             ]
     else:
-        out.append("Not computed (no --synthetic folder, or fewer than 2 training images).")
-
-    div = report.get("diversity")
-    out += ["", "## Diversity", ""]
+        out.append("Not computed (fewer than 2 training images).")
+    div = entry.get("diversity")
+    out += ["", "### Diversity", ""]
     if div:
-        out.append("Mean pairwise distance (same features as memorisation).")
         out += [
+            "Mean pairwise distance (same features as memorisation).",
             "",
             _table(
                 ["generated", "training", "gap (gen - train)", "ratio"],
@@ -179,46 +315,44 @@ def render_markdown(report):
                 ],
             ),
         ]
-    else:
-        out.append("Not computed (no --synthetic folder).")
-
-    ms = report["mask_stats"]
+    ms = entry["mask_stats"]
     out += [
         "",
-        "## Masks",
+        "### Masks",
         "",
         "Frequency = share of images containing the class; mean area = mean fraction of the "
         "image the class covers, over images containing it.",
         "",
     ]
-    header = ["class", "train frequency", "train mean area"]
-    if "synthetic" in ms:
-        header += ["synthetic frequency", "synthetic mean area"]
-    rows = []
-    for k, name in enumerate(classes[1:]):
-        row = [name, _fmt(ms["train"]["frequency"][k]), _fmt(ms["train"]["mean_area"][k], 4)]
-        if "synthetic" in ms:
-            row += [_fmt(ms["synthetic"]["frequency"][k]), _fmt(ms["synthetic"]["mean_area"][k], 4)]
-        rows.append(row)
-    out.append(_table(header, rows))
-
-    fid = report.get("fid") or {}
-    out += ["", "## FID / KID", ""]
+    header = ["class", "train frequency", "train mean area", "synthetic frequency"]
+    table = [
+        [
+            cname,
+            _fmt(train_stats["frequency"][k]),
+            _fmt(train_stats["mean_area"][k], 4),
+            _fmt(ms["frequency"][k]),
+            _fmt(ms["mean_area"][k], 4),
+        ]
+        for k, cname in enumerate(classes[1:])
+    ]
+    out.append(_table(header + ["synthetic mean area"], table))
+    fid = entry.get("fid") or {}
+    out += ["", "### FID / KID", ""]
     if fid.get("computed"):
         out.append(f"Feature extractor `{fid['weights']}` ({fid['feature_dim']} features).")
-        rows = [
+        table = [
             [
-                name,
-                fid[name]["num_reference"],
-                _fmt(fid[name]["fid"], 2),
-                _pm(fid[name]["kid"], fid[name]["kid_std"], 4),
+                ref,
+                fid[ref]["num_reference"],
+                _fmt(fid[ref]["fid"], 2),
+                _pm(fid[ref]["kid"], fid[ref]["kid_std"], 4),
             ]
-            for name in ("real_train", "real_val")
-            if name in fid
+            for ref in ("real_train", "real_val")
+            if ref in fid
         ]
         floor = fid.get("reference_floor")
         if floor:
-            rows.append(
+            table.append(
                 [
                     " vs ".join(floor["between"]) + " (real vs real)",
                     "-",
@@ -226,25 +360,25 @@ def render_markdown(report):
                     _pm(floor["kid"], floor["kid_std"], 4),
                 ]
             )
-        out += ["", _table(["generated vs", "reference images", "FID", "KID"], rows)]
+        out += ["", _table(["generated vs", "reference images", "FID", "KID"], table)]
     else:
         out.append(f"Not computed: {fid.get('reason', 'no feature extractor')}.")
-
-    out += [
-        "",
-        "## Timings (seconds)",
-        "",
-        _table(list(report["timings"]), [[f"{v:.1f}" for v in report["timings"].values()]]),
-        "",
-    ]
-    return "\n".join(out)
+    return out
 
 
 def render_figure(result):
     """Give the report picture (PIL image) of an EvaluationResult."""
-    seg = result.report["segmentation"]["modes"]
+    report = to_jsonable(result.report)
+    seg = report["segmentation"]
+    rows = seg["rows"]
     classes = result.classes
-    modes = [(k, f"{k}: {m['name']}") for k, m in seg.items()]
+    parts = []
+    if seg["comparisons"]:
+        parts.append(figure.delta_chart(seg["comparisons"], classes))
+    sweep = figure.ratio_sweep_chart(rows, seg["comparisons"])
+    if sweep is not None:
+        parts.append(sweep)
+    keys = [(k, f"{k}: {m['name']}") for k, m in rows.items()]
     groups = []
     for c, name in enumerate(classes):
         groups.append(
@@ -252,7 +386,7 @@ def render_figure(result):
                 name,
                 {
                     k: (m["summary"]["iou_mean"][c], m["summary"]["iou_std"][c])
-                    for k, m in seg.items()
+                    for k, m in rows.items()
                 },
             )
         )
@@ -260,17 +394,21 @@ def render_figure(result):
         groups.append(
             (
                 label,
-                {k: (m["summary"][key]["mean"], m["summary"][key]["std"]) for k, m in seg.items()},
+                {k: (m["summary"][key]["mean"], m["summary"][key]["std"]) for k, m in rows.items()},
             )
         )
-    parts = [figure.iou_bar_chart(modes, groups)]
-    if result.examples:
-        mem = result.report.get("memorisation") or {}
-        parts.append(
-            figure.nearest_strip(
-                result.examples, num_classes=len(classes), threshold=mem.get("threshold")
+    parts.append(figure.iou_bar_chart(keys, groups))
+    for name, examples in result.examples.items():
+        if examples:
+            mem = report["synthetic"][name].get("memorisation") or {}
+            parts.append(
+                figure.nearest_strip(
+                    examples,
+                    num_classes=len(classes),
+                    threshold=mem.get("threshold"),
+                    title=f"set {name}: ",
+                )
             )
-        )
     return figure.stack_vertically(parts)
 
 

@@ -1,0 +1,164 @@
+"""
+Choosing the segmenter's settings without looking at the reported images.
+
+`--tune` runs regime (a) (real pairs only) for every point of a small grid, scored by k-fold
+cross-validation over the *training* pairs: fold f holds out the pairs whose position within their
+defect type is f modulo k (so every fold holds every type), trains on the rest and scores mIoU
+without background on the held-out pairs. The validation images are never decoded. The point with
+the best mean over folds wins (ties: the earlier grid point); the result is printed as command-line
+flags and written to tune.json / tune.md.
+"""
+
+import itertools
+import json
+import logging
+import math
+import os
+
+import numpy as np
+
+from defect_gen.evaluation.data import EvaluationError, load_real_split
+from defect_gen.evaluation.metrics import nanmean_or_nan
+from defect_gen.evaluation.segtrain import class_weights, train_and_score
+
+logger = logging.getLogger(__name__)
+
+TUNABLE = {
+    "lr": float,
+    "dice_weight": float,
+    "iterations": int,
+    "batch_size": int,
+    "class_balance": lambda v: bool(int(v)),
+}
+DEFAULT_GRID = {"lr": (5e-4, 1e-3, 2e-3), "dice_weight": (0.0, 1.0)}
+
+
+def parse_grid(text):
+    """Give {key: tuple of values} of "key=v1,v2;key=v1"; EvaluationError on a bad key or value."""
+    if not text:
+        return dict(DEFAULT_GRID)
+    grid = {}
+    for part in text.split(";"):
+        if not part.strip():
+            continue
+        key, sep, values = part.partition("=")
+        key = key.strip()
+        if not sep or key not in TUNABLE:
+            raise EvaluationError(
+                f"--tune_grid: {part.strip()!r}: expected key=v1,v2 with key one of "
+                f"{', '.join(TUNABLE)}"
+            )
+        try:
+            grid[key] = tuple(TUNABLE[key](v.strip()) for v in values.split(",") if v.strip())
+        except ValueError:
+            raise EvaluationError(f"--tune_grid: {part.strip()!r}: bad value") from None
+        if not grid[key]:
+            raise EvaluationError(f"--tune_grid: {key} has no values")
+    if not grid:
+        raise EvaluationError("--tune_grid: empty")
+    return grid
+
+
+def fold_of(types, num_folds):
+    """Give int [N]: each pair's fold, its position within its defect type modulo num_folds."""
+    seen, out = {}, []
+    for t in types:
+        out.append(seen.get(t, 0) % num_folds)
+        seen[t] = seen.get(t, 0) + 1
+    return np.array(out, dtype=np.int64)
+
+
+def run_tuning(config, grid, num_folds):
+    """
+    Give the tuning record {grid, folds, candidates: [{settings, fold_scores, mean}], best}.
+
+    :param config: runner.EvalConfig (data, resolution, device, base TrainSettings).
+    """
+    import dataclasses
+
+    if num_folds < 2:
+        raise EvaluationError(f"--tune_folds must be at least 2, got {num_folds}")
+    real = load_real_split(
+        config.data_dir,
+        num_train_per_type=config.num_train_per_type,
+        resolution=config.resolution,
+        num_defect=config.num_defect,
+        classes=config.classes,
+        load_val=False,
+    )
+    if config.num_train_per_type < num_folds:
+        raise EvaluationError(
+            f"--tune_folds {num_folds}: needs at least that many training pairs per type "
+            f"(--num_train_per_type is {config.num_train_per_type})"
+        )
+    num_classes = real.num_defect + 1
+    folds = fold_of(real.train.types, num_folds)
+    keys = list(grid)
+    points = [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+    candidates = []
+    for i, point in enumerate(points):
+        settings = dataclasses.replace(config.train, **point)
+        scores = []
+        for f in range(num_folds):
+            fit = real.train.subset(np.nonzero(folds != f)[0])
+            held = real.train.subset(np.nonzero(folds == f)[0])
+            weights = class_weights(fit.masks, num_classes) if settings.class_balance else None
+            result, _ = train_and_score(
+                fit.images,
+                fit.masks,
+                held,
+                num_classes=num_classes,
+                settings=settings,
+                seed=0,
+                device=config.device,
+                augment=None,
+                weights=weights,
+            )
+            scores.append(result["miou_fg"])
+        mean = nanmean_or_nan(scores)
+        logger.info("[%d/%d] %s: cross-validated mIoU w/o bg %.4f", i + 1, len(points), point, mean)
+        candidates.append({"settings": point, "fold_scores": scores, "mean": mean})
+    finite = [c for c in candidates if not math.isnan(c["mean"])]
+    best = max(finite, key=lambda c: c["mean"]) if finite else candidates[0]
+    return {
+        "grid": {k: list(v) for k, v in grid.items()},
+        "folds": num_folds,
+        "fold_rule": "fold f holds out each type's pairs at positions f, f + k, ...",
+        "regime": "a (real pairs only), seed 0",
+        "base_settings": dataclasses.asdict(config.train),
+        "candidates": candidates,
+        "best": best,
+        "flags": " ".join(f"--{k} {_flag(v)}" for k, v in best["settings"].items()),
+    }
+
+
+def _flag(value):
+    return str(int(value)) if isinstance(value, bool) else f"{value:g}"
+
+
+def write_tuning(record, out_dir):
+    """Write tune.json and tune.md; give their paths."""
+    from defect_gen.evaluation.report import _atomic_write_text, to_jsonable
+
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {n: os.path.join(out_dir, f"tune.{n}") for n in ("json", "md")}
+    _atomic_write_text(paths["json"], json.dumps(to_jsonable(record), indent=1) + "\n")
+    keys = list(record["grid"])
+    lines = [
+        "# Segmenter tuning (cross-validation over the training pairs)",
+        "",
+        f"{record['folds']} folds; {record['fold_rule']}; regime {record['regime']}. The reported "
+        "validation images were not read.",
+        "",
+        "| "
+        + " | ".join(keys + ["mean mIoU w/o bg"] + [f"fold {f}" for f in range(record["folds"])])
+        + " |",
+        "|" + "---|" * (len(keys) + 1 + record["folds"]),
+    ]
+    for c in record["candidates"]:
+        cells = [str(c["settings"][k]) for k in keys] + [f"{c['mean']:.4f}"]
+        cells += [f"{s:.4f}" for s in c["fold_scores"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"Best: `{record['flags']}`", ""]
+    _atomic_write_text(paths["md"], "\n".join(lines))
+    return paths

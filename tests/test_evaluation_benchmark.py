@@ -1,0 +1,376 @@
+"""Tests of the fair benchmark: guard, selection, equal exposure, intervals, verdicts, tuning."""
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_evaluation import (
+    TINY,
+    load_script,
+    synthetic_pairs,
+    write_generator,
+    write_official_dataset,
+    write_synthetic,
+)
+
+from defect_gen.evaluation import stats
+from defect_gen.evaluation.augment import CopyPaste
+from defect_gen.evaluation.data import load_real_split
+from defect_gen.evaluation.report import verdict_sentence
+from defect_gen.evaluation.runner import EvalConfig, compare, run_evaluation
+from defect_gen.evaluation.segtrain import TrainSettings, synthetic_draws, train_segmenter
+from defect_gen.evaluation.selection import largest_remainder, select_synthetic
+from defect_gen.evaluation.tune import fold_of
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _run_script(tmp_path, capsys, data, synth_dirs, extra=()):
+    args = ["--data_dir", str(data), "--num_train_per_type", "2", "--out", str(tmp_path / "out")]
+    for d in synth_dirs:
+        args += ["--synthetic", str(d)]
+    args += TINY + ["--regimes", "d", "--baselines", "real", "--bootstrap", "50"] + list(extra)
+    code = load_script().main(args)
+    err = capsys.readouterr().err
+    return code, [line for line in err.splitlines() if line.startswith("error:")]
+
+
+# ------------------------------------------------------------------------------------------------
+# Guard
+
+
+@pytest.mark.parametrize("where", ["same folder", "copied folder", "unreadable folder"])
+def test_guard_refuses_a_generator_that_saw_a_validation_image(tmp_path, capsys, where):
+    data = write_official_dataset(tmp_path / "data")  # 4 per type; first 2 train, 2 validate
+    gen_data = data
+    if where == "copied folder":
+        gen_data = tmp_path / "elsewhere"
+        shutil.copytree(data, gen_data)
+    elif where == "unreadable folder":
+        gen_data = tmp_path / "gone"  # trained on a machine whose folder is not here
+    synth = write_synthetic(
+        tmp_path / "synth",
+        synthetic_pairs(4),
+        generation=write_generator(tmp_path / "gen", gen_data, 3),  # 3 > 2: saw file 002
+    )
+    code, errors = _run_script(tmp_path, capsys, data, [synth])
+    assert code == 2 and len(errors) == 1
+    assert str(tmp_path / "gen" / "large_recep.pt") in errors[0]
+    assert "002.png" in errors[0] and "--allow_overlap" in errors[0]
+    assert not (tmp_path / "out" / "report.json").exists()
+
+    code, errors = _run_script(tmp_path, capsys, data, [synth], ["--allow_overlap"])
+    assert code == 0 and not errors
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "**Warning (--allow_overlap)**, set synth:" in md and "002.png" in md
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    seen = [g["reported_images_seen"] for g in report["synthetic"]["synth"]["guard"]["generators"]]
+    assert seen == [2, 2]  # 002.png of each type
+
+
+def test_guard_accepts_a_generator_of_the_training_side_only(tmp_path, capsys):
+    data = write_official_dataset(tmp_path / "data")
+    gen = write_generator(tmp_path / "gen", data, 2)
+    synth = write_synthetic(tmp_path / "synth", synthetic_pairs(4), generation=gen)
+    code, errors = _run_script(tmp_path, capsys, data, [synth])
+    assert code == 0 and not errors
+
+
+@pytest.mark.parametrize("problem", ["manifest classes", "checkpoint classes", "num_defect"])
+def test_guard_refuses_a_generator_whose_classes_differ(tmp_path, capsys, problem):
+    data = write_official_dataset(tmp_path / "data")
+    right = ("class_1", "class_2")
+    gen_classes = ("class_1", "crack") if problem == "checkpoint classes" else right
+    if problem == "num_defect":
+        gen_classes = ("class_1", "class_2", "class_3")
+    # The manifest repeats the checkpoint's classes, except in the first case.
+    manifest_classes = ("dent", "scratch") if problem == "manifest classes" else right
+    synth = write_synthetic(
+        tmp_path / "synth",
+        synthetic_pairs(4),
+        generation=write_generator(tmp_path / "gen", data, 2, classes=gen_classes),
+        classes=manifest_classes,
+    )
+    code, errors = _run_script(tmp_path, capsys, data, [synth])
+    assert code == 2 and len(errors) == 1
+    named = synth / "manifest.json" if problem != "checkpoint classes" else tmp_path / "gen"
+    assert str(named) in errors[0] and "differ" in errors[0]
+
+
+def test_guard_refuses_a_manifest_without_generator_and_a_validation_mask_source(tmp_path, capsys):
+    data = write_official_dataset(tmp_path / "data")
+    bare = write_synthetic(tmp_path / "bare", synthetic_pairs(3))
+    code, errors = _run_script(tmp_path, capsys, data, [bare])
+    assert code == 2 and str(bare / "manifest.json") in errors[0] and "checkpoint" in errors[0]
+    # A mask-conditioned set whose per-sample record names a validation mask.
+    gen = write_generator(tmp_path / "gen", data, 2)
+    synth = write_synthetic(tmp_path / "synth", synthetic_pairs(3), generation=gen)
+    manifest = json.loads((synth / "manifest.json").read_text())
+    val_mask = data / "converted_ground_truth" / "scratch" / "003.png"
+    manifest["samples"] = [{"mask": {"path": str(val_mask), "flip": False}}]
+    (synth / "manifest.json").write_text(json.dumps(manifest))
+    code, errors = _run_script(tmp_path, capsys, data, [synth])
+    assert code == 2 and str(val_mask) in errors[0] and "samples[0].mask.path" in errors[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# Selection
+
+
+def _mask(class_id, pixels=4, size=8):
+    m = np.zeros((size, size), np.uint8)
+    m.flat[:pixels] = class_id
+    return m
+
+
+def test_balanced_selection_fills_hand_computed_quotas():
+    # Real training: 3 pairs of class 1, 1 of class 2, 0 of class 3 -> shares 3/4, 1/4, 0.
+    real = np.stack([_mask(1), _mask(1), _mask(1), _mask(2)])
+    # Synthetic in file order: empty, 2, 1, 1, 3, 2, 1, 1, 1, 2 (one mask holds 1 and more 2).
+    syn = [_mask(0), _mask(2), _mask(1), _mask(1), _mask(3), _mask(2), _mask(1), _mask(1)]
+    mixed = _mask(1, pixels=2)
+    mixed[4, :5] = 2  # dominant class 2
+    syn += [_mask(1), mixed]
+    # want 6: quotas 4.5 -> 4 (+1 by largest remainder... tie 0.5 vs 0.5 goes to class 1) and 1.5.
+    assert largest_remainder(6, [3, 1, 0]) == [5, 1, 0]
+    assert largest_remainder(7, [1, 1, 1]) == [3, 2, 2]
+    indices, record = select_synthetic(np.stack(syn), real, num_defect=3, want=6, how="balanced")
+    assert indices == [1, 2, 3, 6, 7, 8]  # five of class 1, the first class-2 pair
+    assert [c["quota"] for c in record["per_class"]] == [5, 1, 0]
+    assert [c["used"] for c in record["per_class"]] == [5, 1, 0]
+    assert [c["available"] for c in record["per_class"]] == [5, 3, 1]
+    assert record["shortfalls"] == []
+    # want 12: quotas 9 and 3; class 1 has only 5 -> said plainly, not refilled from class 2.
+    indices, record = select_synthetic(np.stack(syn), real, num_defect=3, want=12, how="balanced")
+    assert [c["used"] for c in record["per_class"]] == [5, 3, 0] and len(indices) == 8
+    assert record["shortfalls"] == [(1, 9, 5)]
+    first, _ = select_synthetic(np.stack(syn), real, num_defect=3, want=3, how="first")
+    defect, _ = select_synthetic(np.stack(syn), real, num_defect=3, want=3, how="defect")
+    assert first == [0, 1, 2] and defect == [1, 2, 3]
+
+
+def test_unfilled_class_is_stated_in_the_report(tmp_path):
+    data = write_official_dataset(tmp_path / "data")
+    only_dents = [p for p in synthetic_pairs(6) if p[1].max() == 1]  # no class-2 pairs
+    synth = write_synthetic(
+        tmp_path / "synth", only_dents, generation=write_generator(tmp_path / "gen", data, 2)
+    )
+    config = EvalConfig(
+        data_dir=str(data),
+        num_train_per_type=2,
+        resolution=16,
+        seeds=1,
+        baselines=(),
+        regimes=("d",),
+        synthetic=[("dents", str(synth))],
+        bootstrap_resamples=0,
+        train=TrainSettings(iterations=1, batch_size=2, width=8),
+    )
+    report = run_evaluation(config).report
+    sel = report["synthetic"]["dents"]["selection"]["1"]
+    assert [c["quota"] for c in sel["per_class"]] == [2, 2]
+    assert [c["used"] for c in sel["per_class"]] == [2, 0]
+    assert sel["statements"] == [
+        "class class_2 cannot be filled: quota 2, only 0 synthetic pair(s) of that class available"
+    ]
+
+
+# ------------------------------------------------------------------------------------------------
+# Equal exposure
+
+
+def test_every_regime_draws_each_real_pair_equally_often(tmp_path):
+    split = load_real_split(
+        write_official_dataset(tmp_path / "d"), num_train_per_type=2, resolution=16
+    )
+    n = len(split.train)
+    rng = np.random.default_rng(5)
+    syn_images = rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+    syn_masks = rng.integers(0, 3, (6, 16, 16)).astype(np.uint8)
+    settings = TrainSettings(iterations=40, batch_size=3, width=4, channel_mult=(1, 2))
+    copy_paste = CopyPaste(split.train.images, split.train.masks, probability=1.0)
+    regimes = {
+        "a": dict(augment=None, synthetic=None),
+        "c": dict(augment=copy_paste, synthetic=None),
+        "d": dict(augment=None, synthetic=(syn_images, syn_masks)),
+        "e": dict(augment=copy_paste, synthetic=(syn_images, syn_masks)),
+    }
+    real_counts, syn_counts = {}, {}
+    for key, kwargs in regimes.items():
+        real = np.zeros(n, np.int64)
+        syn = np.zeros(len(syn_images), np.int64)
+
+        def count(step, idx, syn_idx, real=real, syn=syn):
+            np.add.at(real, idx, 1)
+            np.add.at(syn, syn_idx, 1)
+
+        train_segmenter(
+            split.train.images,
+            split.train.masks,
+            num_classes=3,
+            settings=settings,
+            seed=7,
+            on_batch=count,
+            **kwargs,
+        )
+        real_counts[key], syn_counts[key] = real, syn
+    for key in "cde":
+        np.testing.assert_array_equal(real_counts[key], real_counts["a"])
+    assert real_counts["a"].sum() == 40 * 3
+    # Synthetic stream: 3 * 6 / 4 = 4.5 draws per step on average, exactly 180 over 40 steps, so
+    # the mean draws per synthetic pair equal the mean draws per real pair.
+    for key in "de":
+        assert syn_counts[key].sum() == 40 * 3 * 6 // n
+        assert syn_counts[key].sum() / len(syn_images) == pytest.approx(real_counts[key].mean())
+    assert [synthetic_draws(s, 3, 6, 4) for s in range(4)] == [4, 5, 4, 5]
+
+
+# ------------------------------------------------------------------------------------------------
+# Intervals and verdicts
+
+
+def test_paired_interval_hand_case_and_t_quantiles():
+    ci = stats.paired_interval([0.1, 0.2, 0.3, 0.4, 0.5])
+    half = 2.776 * np.std([0.1, 0.2, 0.3, 0.4, 0.5], ddof=1) / math.sqrt(5)
+    assert ci["mean"] == pytest.approx(0.3) and ci["lo"] == pytest.approx(0.3 - half)
+    assert ci["hi"] == pytest.approx(0.3 + half) and ci["n"] == 5
+    assert stats.t_quantile_975(1) == 12.706 and stats.t_quantile_975(120) == pytest.approx(
+        1.98, abs=0.01
+    )
+    one = stats.paired_interval([0.2])
+    assert (
+        one["mean"] == 0.2 and math.isnan(one["lo"]) and stats.verdict(one["lo"], one["hi"]) is None
+    )
+
+
+def test_intervals_of_two_identical_regimes_contain_zero(tmp_path):
+    data = write_official_dataset(tmp_path / "data")
+    synth = write_synthetic(
+        tmp_path / "synth",
+        synthetic_pairs(6),
+        generation=write_generator(tmp_path / "gen", data, 2),
+    )
+    config = EvalConfig(
+        data_dir=str(data),
+        num_train_per_type=2,
+        resolution=16,
+        seeds=3,
+        baselines=("a",),
+        regimes=("d",),
+        synthetic=[("x", str(synth)), ("y", str(synth))],
+        bootstrap_resamples=200,
+        train=TrainSettings(iterations=3, batch_size=2, width=4, channel_mult=(1, 2)),
+    )
+    result = run_evaluation(config)
+    rows = result.report["segmentation"]["rows"]
+    x, y = rows["d:x"]["per_seed"], rows["d:y"]["per_seed"]
+    assert [r["miou_fg"] for r in x] == [r["miou_fg"] for r in y]
+    confusions = np.stack([r["confusion"] for r in x])[:, None]  # whole-set matrices as one image
+    same = compare(x, y, confusions, confusions, num_classes=3, resamples=100)
+    assert same["seeds"]["lo"] <= 0 <= same["seeds"]["hi"]
+    assert same["bootstrap"]["lo"] <= 0 <= same["bootstrap"]["hi"]
+    assert same["verdict"] == "no measurable effect"
+    comps = result.report["segmentation"]["comparisons"]
+    assert comps["d:x"]["a"]["seeds"]["mean"] == pytest.approx(comps["d:y"]["a"]["seeds"]["mean"])
+    assert set(comps) == {"d:x", "d:y"} and set(comps["d:x"]) == {"a"}
+
+
+def test_bootstrap_interval_brackets_a_known_shift():
+    # Base: class 1 half right on every image; row: fully right -> delta 1 - 1/3 everywhere.
+    base = np.zeros((2, 5, 2, 2), np.int64)
+    base[..., 0, 0], base[..., 1, 1], base[..., 1, 0], base[..., 0, 1] = 10, 2, 2, 2
+    row = np.zeros_like(base)
+    row[..., 0, 0], row[..., 1, 1] = 10, 4
+    boot = stats.bootstrap_interval(row, base, num_resamples=50)
+    # IoU base = 2 / (2 + 2 + 2) = 1/3 per image and in any sum; row IoU = 1.
+    assert boot["lo"] == pytest.approx(2 / 3) and boot["hi"] == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize(
+    "lo, hi, words",
+    [(0.01, 0.05, "helps"), (-0.02, 0.04, "no measurable effect"), (-0.06, -0.01, "hurts")],
+)
+def test_verdict_wording_follows_the_interval(lo, hi, words):
+    assert stats.verdict(lo, hi) == words
+    comparison = {
+        "seeds": {"mean": (lo + hi) / 2, "lo": lo, "hi": hi},
+        "bootstrap": {"mean": (lo + hi) / 2, "lo": lo, "hi": hi},
+        "verdict": stats.verdict(lo, hi),
+        "bootstrap_verdict": stats.verdict(lo, hi),
+    }
+    text = verdict_sentence("d:joint", "a", comparison)
+    assert text.startswith(f"d:joint against real (a): {words}, by ")
+    assert f"[{lo:+.3f}, {hi:+.3f}]".replace("+-", "-") in text
+    other = dict(comparison, bootstrap_verdict="no measurable effect")
+    assert ("could change" in verdict_sentence("d:joint", "c", other)) == (
+        words != "no measurable effect"
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Ratio sweep, names, tuning
+
+
+def test_ratio_sweep_gives_one_row_per_ratio_and_a_plot(tmp_path):
+    data = write_official_dataset(tmp_path / "data")
+    synth = write_synthetic(
+        tmp_path / "s", synthetic_pairs(12), generation=write_generator(tmp_path / "gen", data, 2)
+    )
+    script = load_script()
+    out = tmp_path / "out"
+    args = ["--data_dir", str(data), "--num_train_per_type", "2", "--out", str(out)]
+    args += ["--synthetic", f"joint={synth}", "--synthetic_ratio", "0.5,1,2"]
+    args += ["--baselines", "real,copy_paste", "--bootstrap", "20"] + TINY
+    args[args.index("--seeds") + 1] = "1"
+    assert script.main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    rows = report["segmentation"]["rows"]
+    assert list(rows) == [
+        "a", "c", "d:joint@0.5", "d:joint@1", "d:joint@2", "e:joint@0.5", "e:joint@1", "e:joint@2"
+    ]  # fmt: skip
+    assert [rows[f"d:joint@{r}"]["synthetic_pool_size"] for r in ("0.5", "1", "2")] == [2, 4, 8]
+    png = Image.open(out / "report.png")
+    assert png.size[1] > 600  # delta chart, ratio plot, bars, strip
+
+
+def test_bad_ratio_and_select_values_are_one_line_errors(tmp_path, capsys):
+    data = write_official_dataset(tmp_path / "data")
+    code, errors = _run_script(tmp_path, capsys, data, [], ["--synthetic_ratio", "1,x"])
+    assert code == 2 and len(errors) == 1 and "--synthetic_ratio" in errors[0]
+    code, errors = _run_script(tmp_path, capsys, data, [], ["--synthetic_ratio", "0.5,1"])
+    assert code == 2 and "need --synthetic" in errors[0]
+
+
+def test_tuning_folds_hold_every_type_and_never_read_validation_images(
+    tmp_path, capsys, monkeypatch
+):
+    assert fold_of(["x", "x", "x", "y", "y", "y"], 2).tolist() == [0, 1, 0, 0, 1, 0]
+    data = write_official_dataset(tmp_path / "data", per_type=5)
+    import defect_gen.evaluation.data as data_mod
+
+    opened = []
+    real_read = data_mod.image_datasets.read_pair
+
+    def spy(pair, index):
+        opened.append(str(pair.image))
+        return real_read(pair, index)
+
+    monkeypatch.setattr(data_mod.image_datasets, "read_pair", spy)
+    args = ["--data_dir", str(data), "--num_train_per_type", "2", "--out", str(tmp_path / "t")]
+    args += ["--tune", "--tune_folds", "2", "--tune_grid", "lr=1e-3,2e-3"] + TINY
+    assert load_script().main(args) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("tuned: --lr ")
+    assert sorted({n.rsplit("/", 1)[1] for n in opened}) == ["000.png", "001.png"]
+    record = json.loads((tmp_path / "t" / "tune.json").read_text())
+    assert len(record["candidates"]) == 2 and record["folds"] == 2
