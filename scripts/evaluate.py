@@ -173,6 +173,13 @@ def parse_args(argv=None):
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--num_threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="segmenter trainings run at once, one process each (results do not depend on it; "
+        "on a GPU 4 share it well)",
+    )
     p.add_argument("--quiet", action="store_true", help="log warnings only")
     return p.parse_args(argv)
 
@@ -211,6 +218,7 @@ def main(argv=None):
             inception_weights=args.inception_weights,
             inception_size=args.inception_size,
             inception_range=args.inception_range,
+            workers=args.workers,
             train=TrainSettings(
                 iterations=args.iterations,
                 batch_size=args.batch_size,

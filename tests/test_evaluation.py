@@ -587,6 +587,33 @@ def test_evaluate_without_synthetic_runs_three_modes_and_fid_with_stand_in(tmp_p
     json.dumps(to_jsonable(result.report), allow_nan=False)
 
 
+def test_worker_processes_give_the_same_rows_as_one_process(tmp_path):
+    data = write_official_dataset(tmp_path / "data")
+    synth = write_synthetic(
+        tmp_path / "synth", synthetic_pairs(4), generation=write_generator(tmp_path / "gen", data, 2)
+    )
+    rows = {}
+    for workers in (1, 2):
+        config = EvalConfig(
+            data_dir=str(data),
+            num_train_per_type=2,
+            resolution=32,
+            seeds=2,
+            baselines=("a", "c"),
+            regimes=("e",),
+            synthetic=str(synth),
+            bootstrap_resamples=0,
+            workers=workers,
+            train=TrainSettings(iterations=3, batch_size=2, width=8),
+        )
+        rows[workers] = run_evaluation(config).report["segmentation"]["rows"]
+    assert list(rows[1]) == list(rows[2]) == ["a", "c", "e:synth"]
+    for key in rows[1]:
+        for one, two in zip(rows[1][key]["per_seed"], rows[2][key]["per_seed"]):
+            assert one["seed"] == two["seed"]
+            np.testing.assert_array_equal(one["confusion"], two["confusion"])
+
+
 @pytest.mark.parametrize("problem", ["missing", "value"])
 def test_bad_synthetic_folder_exits_2_with_one_error_line(tmp_path, problem):
     data = write_official_dataset(tmp_path / "data")

@@ -10,8 +10,10 @@ by the paired per-seed delta of mIoU without background: a t-based 95% interval 
 bootstrap over validation images.
 """
 
+import concurrent.futures
 import dataclasses
 import logging
+import multiprocessing
 import os
 import platform
 import re
@@ -85,6 +87,9 @@ class EvalConfig:
     inception_size: int = 299
     inception_range: Optional[str] = None  # None: by extractor kind (fid.default_input_range)
     num_examples: int = 8
+    # Segmenter trainings run at once, each in its own process (1: in this process). On a GPU a few
+    # workers share it well: the segmenter is small. Results do not depend on the number.
+    workers: int = 1
     train: TrainSettings = field(default_factory=TrainSettings)
 
 
@@ -186,6 +191,7 @@ def _check_config(config):
         (config.train.batch_size >= 1, f"--batch_size must be >= 1, got {config.train.batch_size}"),
         (config.max_val is None or config.max_val >= 1, "--max_val must be at least 1"),
         (config.bootstrap_resamples >= 0, "--bootstrap must be >= 0"),
+        (config.workers >= 1, f"--workers must be at least 1, got {config.workers}"),
         (
             config.inception_range is None or config.inception_range in fid_lib.INPUT_RANGES,
             f"--inception_range must be one of {', '.join(fid_lib.INPUT_RANGES)}",
@@ -270,12 +276,39 @@ def compare(row_runs, base_runs, row_images, base_images, *, num_classes, resamp
     }
 
 
+def _classic(_index, image, mask, rng):
+    return classic_augment(image, mask, rng)
+
+
 def _augmenter(family, pool, config):
     if family == "b":
-        return lambda _i, image, mask, rng: classic_augment(image, mask, rng)
+        return _classic
     if family in ("c", "e"):
         return CopyPaste(pool.images, pool.masks, probability=config.copy_paste_probability)
     return None
+
+
+def _job(args, kwargs):
+    return train_and_score(*args, **kwargs)
+
+
+def _worker_init():
+    torch.set_num_threads(1)
+
+
+def _run_jobs(jobs, workers, finished):
+    """Run [(job id, args, kwargs)] of train_and_score; call finished(job id, result) as each ends."""
+    if workers <= 1 or len(jobs) <= 1:
+        for job_id, args, kwargs in jobs:
+            finished(job_id, _job(args, kwargs))
+        return
+    context = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=min(workers, len(jobs)), mp_context=context, initializer=_worker_init
+    ) as pool:
+        futures = {pool.submit(_job, args, kwargs): job_id for job_id, args, kwargs in jobs}
+        for future in concurrent.futures.as_completed(futures):
+            finished(futures[future], future.result())
 
 
 def _jsonable_config(config, sets, baselines, regimes):
@@ -394,7 +427,7 @@ def run_evaluation(config):
     weights = class_weights(real.train.masks, num_classes) if config.train.class_balance else None
     plan = _plan(baselines, regimes, loaded, rs)
     total = len(plan) * config.seeds
-    rows, per_image, done = {}, {}, 0
+    jobs, rows_meta = [], {}
     for key, family, name, r in plan:
         if name is None:
             label, description = BASELINES[family]
@@ -403,12 +436,9 @@ def run_evaluation(config):
             label, description = (t.format(name=name) for t in SYNTHETIC_REGIMES[family])
             syn = loaded[name]["selections"][r][0]
         augment = _augmenter(family, real.train, config)
-        runs, images = [], []
+        rows_meta[key] = (label, description, family, name, r, syn)
         for seed in range(config.seeds):
-            scores, confusions = train_and_score(
-                real.train.images,
-                real.train.masks,
-                real.val,
+            kwargs = dict(
                 num_classes=num_classes,
                 settings=config.train,
                 seed=seed,
@@ -417,21 +447,29 @@ def run_evaluation(config):
                 weights=weights,
                 synthetic=None if syn is None else (syn.images, syn.masks),
             )
-            done += 1
-            elapsed = time.perf_counter() - t0
-            logger.info(
-                "[%d/%d] %s seed %d: mIoU %.4f, mIoU w/o background %.4f (%.1f s; eta %.0f s)",
-                done,
-                total,
-                key,
-                seed,
-                scores["miou"],
-                scores["miou_fg"],
-                scores["seconds"],
-                elapsed / done * (total - done),
-            )
-            runs.append(scores)
-            images.append(confusions)
+            jobs.append(((key, seed), (real.train.images, real.train.masks, real.val), kwargs))
+    results = {}
+
+    def finished(job_id, result):
+        results[job_id] = result
+        key, seed = job_id
+        scores, done, elapsed = result[0], len(results), time.perf_counter() - t0
+        logger.info(
+            "[%d/%d] %s seed %d: mIoU %.4f, mIoU w/o background %.4f (%.1f s; eta %.0f s)",
+            done,
+            len(jobs),
+            key,
+            seed,
+            scores["miou"],
+            scores["miou_fg"],
+            scores["seconds"],
+            elapsed / done * (len(jobs) - done),
+        )
+
+    _run_jobs(jobs, config.workers, finished)
+    rows, per_image = {}, {}
+    for key, (label, description, family, name, r, syn) in rows_meta.items():
+        runs = [results[key, seed][0] for seed in range(config.seeds)]
         rows[key] = {
             "name": label,
             "description": description,
@@ -443,7 +481,7 @@ def run_evaluation(config):
             "per_seed": runs,
             "summary": summarise(runs, num_classes),
         }
-        per_image[key] = np.stack(images)
+        per_image[key] = np.stack([results[key, seed][1] for seed in range(config.seeds)])
     timings["segmentation"] = time.perf_counter() - t0
 
     comparisons = {}
