@@ -51,10 +51,18 @@ from .masks import encode
 
 MODES = ("joint", "mask", "inpaint")
 MASK_SOURCES = ("dir", "train", "joint")
-GOOD_FOLDERS = ("train/good", "test/good", "image/good", "good")  # looked for in the dataset, in order
+GOOD_FOLDERS = (
+    "train/good",
+    "test/good",
+    "image/good",
+    "good",
+)  # looked for in the dataset, in order
 
 MASK_STREAM, GOOD_STREAM, KNOWN_STREAM = 1, 2, 3
-SCALE_RANGE = (0.75, 1.25)  # train masks: the defect's bounding box is scaled by a factor in this range
+SCALE_RANGE = (
+    0.75,
+    1.25,
+)  # train masks: the defect's bounding box is scaled by a factor in this range
 TRANSFORM_TRIES = 8  # a transform that loses the wanted class is drawn again, then scale 1 is used
 
 
@@ -178,7 +186,9 @@ class Plan:
     seed: int
     band: int = 0
     classes: list = field(default_factory=list)
-    masks: list = field(default_factory=list)  # dir: [(path, map)]; train: [(path, map, classes held)]
+    masks: list = field(
+        default_factory=list
+    )  # dir: [(path, map)]; train: [(path, map, classes held)]
     per_class: Optional[dict] = None  # train: {class id: count}
     goods: list = field(default_factory=list)  # [(path, uint8 array, original [w, h])]
     params: dict = field(default_factory=dict)  # what the manifest's generation holds
@@ -213,7 +223,9 @@ class Plan:
 
     def good_for(self, j):
         """Give (uint8 [R x R x 3], record) of candidate j's good image."""
-        path, rgb, size = self.goods[int(stream_rng(self.seed, j, GOOD_STREAM).integers(len(self.goods)))]
+        path, rgb, size = self.goods[
+            int(stream_rng(self.seed, j, GOOD_STREAM).integers(len(self.goods)))
+        ]
         return rgb, {"path": path, "size": size, "resized": size != [self.resolution] * 2}
 
     def record(self, j):
@@ -270,13 +282,17 @@ def parse_counts(text, classes, flag):
         name, sep, value = part.partition("=")
         name = name.strip()
         if not sep or not value.strip().isdigit():
-            raise ConfigError(f"{flag} {text!r}: expected N or Name=N,Name=N (N >= 0), got {part!r}")
+            raise ConfigError(
+                f"{flag} {text!r}: expected N or Name=N,Name=N (N >= 0), got {part!r}"
+            )
         if name in classes:
             c = classes.index(name) + 1
         elif name.isdigit() and 1 <= int(name) <= k:
             c = int(name)
         else:
-            raise ConfigError(f"{flag}: unknown class {name!r}; the classes are {', '.join(classes)}")
+            raise ConfigError(
+                f"{flag}: unknown class {name!r}; the classes are {', '.join(classes)}"
+            )
         counts[c] = int(value)
     if sum(counts.values()) < 1:
         raise ConfigError(f"{flag} {text!r}: asks for no samples")
@@ -329,11 +345,15 @@ def build_plan(
         }  # fmt: skip
         used = [flag for flag, value in given.items() if value is not None]
         if used:
-            raise ConfigError(f"{used[0]} has no effect in --mode joint; use --mode mask or inpaint")
+            raise ConfigError(
+                f"{used[0]} has no effect in --mode joint; use --mode mask or inpaint"
+            )
         return None
     mask_source = mask_source or ("dir" if masks else "train")
     if mask_source not in MASK_SOURCES:
-        raise ConfigError(f"--mask_source must be one of {', '.join(MASK_SOURCES)}, got {mask_source!r}")
+        raise ConfigError(
+            f"--mask_source must be one of {', '.join(MASK_SOURCES)}, got {mask_source!r}"
+        )
     if resample < 0:
         raise ConfigError(f"--resample must be at least 0, got {resample}")
     if mode == "mask" and (good_dir is not None or band is not None or strict_size):

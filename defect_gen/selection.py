@@ -126,7 +126,9 @@ class Selection:
         if self.keep == "balanced":
             filled = self.filled()
             parts = [
-                f"{name} {filled[name]} of {q}" for name, q in self.quotas.items() if filled[name] < q
+                f"{name} {filled[name]} of {q}"
+                for name, q in self.quotas.items()
+                if filled[name] < q
             ]
             return ", ".join(parts)
         return f"{len(self.kept)} of {self.num_samples} samples with a defect"

@@ -24,7 +24,9 @@ from defect_gen.masks import colorize, overlay  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--large_recep", required=True)
     p.add_argument("--small_recep", required=True)
     p.add_argument("--good", required=True, help="a good image")

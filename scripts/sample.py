@@ -89,18 +89,24 @@ def parse_args(argv):
     c = p.add_argument_group("conditioning (defects where you want them)")
     c.add_argument("--mode", choices=conditioning.MODES, default="joint")
     c.add_argument(
-        "--mask_source", choices=conditioning.MASK_SOURCES,
+        "--mask_source",
+        choices=conditioning.MASK_SOURCES,
         help="dir (--masks), train (the dataset's training masks, moved at random) or joint (drawn by "
         "the joint model); default: dir with --masks, else train",
     )
-    c.add_argument("--masks", help="folder of class-index mask PNGs (values 0..K) at the model's size")
     c.add_argument(
-        "--data_dir", help="dataset of --mask_source train and of the default --good_dir "
+        "--masks", help="folder of class-index mask PNGs (values 0..K) at the model's size"
+    )
+    c.add_argument(
+        "--data_dir",
+        help="dataset of --mask_source train and of the default --good_dir "
         "(default: the large checkpoint's)",
     )
     c.add_argument("--good_dir", help="good images for --mode inpaint (default: DATA/train/good)")
     c.add_argument(
-        "--band", type=int, help="inpaint: pixels around the defect also generated (default R/16, >= 2)"
+        "--band",
+        type=int,
+        help="inpaint: pixels around the defect also generated (default R/16, >= 2)",
     )
     c.add_argument(
         "--per_class", help="train masks: N per class, or Name=N,Name=N (sets --num_samples)"
@@ -113,7 +119,8 @@ def parse_args(argv):
     k.add_argument("--keep", choices=selection.KEEP, default="all")
     k.add_argument("--quota", help="--keep balanced: Name=N,Name=N (sets --num_samples)")
     k.add_argument(
-        "--max_candidates", type=int,
+        "--max_candidates",
+        type=int,
         help=f"--keep: give up after this many candidates (default {selection.MAX_CANDIDATES_FACTOR} "
         "x --num_samples)",
     )

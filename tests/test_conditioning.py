@@ -192,7 +192,16 @@ def argv(ckpts, out, *extra):
 
 
 INPAINT = ("--mode", "inpaint", "--mask_source", "train", "--num_samples", "5")
-BALANCED = ("--mode", "mask", "--mask_source", "train", "--keep", "balanced", "--quota", "crack=2,stain=1")
+BALANCED = (
+    "--mode",
+    "mask",
+    "--mask_source",
+    "train",
+    "--keep",
+    "balanced",
+    "--quota",
+    "crack=2,stain=1",
+)
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +225,9 @@ def launched(ckpts, tmp_path_factory):
 
 def snapshot(folder):
     return {
-        p.relative_to(folder): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()
+        p.relative_to(folder): p.read_bytes()
+        for p in sorted(Path(folder).rglob("*"))
+        if p.is_file()
     }
 
 
@@ -252,7 +263,9 @@ def test_mask_mode_output_masks_equal_the_inputs(ckpts, tmp_path):
         Image.fromarray(index_map).save(masks / f"m{n}.png")
         given.append(index_map)
     out = tmp_path / "out"
-    run_cli(SAMPLE.main, argv(ckpts, out, "--mode", "mask", "--masks", str(masks), "--num_samples", "4"))
+    run_cli(
+        SAMPLE.main, argv(ckpts, out, "--mode", "mask", "--masks", str(masks), "--num_samples", "4")
+    )
     m = json.loads((out / "manifest.json").read_text())
     assert m["generation"]["mode"] == "mask" and m["generation"]["mask_source"] == "dir"
     for i in range(4):
@@ -301,9 +314,7 @@ def test_inpaint_and_balanced_identical_under_1_and_2_processes(inpainted, launc
         conditioning.main_class(read(p)) for p in sorted((root / "balanced1/masks").glob("*.png"))
     ]
     assert sorted(found) == [1, 1, 4] and len(found) == 3
-    assert [k["class"] for k in m["selection"]["kept"]] == [
-        m["classes"][c - 1] for c in found
-    ]
+    assert [k["class"] for k in m["selection"]["kept"]] == [m["classes"][c - 1] for c in found]
     assert m["selection"]["quotas"] == {"crack": 2, "pit": 0, "scratch": 0, "stain": 1}
     assert len(m["selection"]["skipped_seeds"]) + 3 == m["selection"]["next_seed"]
 
@@ -356,14 +367,32 @@ def test_bad_inputs_give_one_error_line_and_leave_the_folder_as_it_was(
     shutil.rmtree(no_good / "train")
     inpaint = ["--mode", "inpaint", "--num_samples", "5"]
     cases = [
-        (["--mode", "mask", "--masks", too_high], [too_high, f"mask value {K + 1} > num_defect={K}"]),
+        (
+            ["--mode", "mask", "--masks", too_high],
+            [too_high, f"mask value {K + 1} > num_defect={K}"],
+        ),
         (["--mode", "mask", "--masks", wrong_size], [wrong_size, f"{RES}x{RES + 2}", "resize"]),
         ([*inpaint, "--good_dir", str(empty)], [str(empty), "holds no images"]),
-        ([*inpaint, "--good_dir", str(tmp_path / "nope")], [str(tmp_path / "nope"), "does not exist"]),
-        ([*inpaint, "--good_dir", str(broken)], [str(broken / "000.png"), "unreadable"]),
-        ([*inpaint, "--good_dir", str(big), "--strict_size"], [str(big / "0.png"), "--strict_size"]),
         (
-            ["--mode", "mask", "--mask_source", "train", "--data_dir", str(no_stain), "--per_class", "1"],
+            [*inpaint, "--good_dir", str(tmp_path / "nope")],
+            [str(tmp_path / "nope"), "does not exist"],
+        ),
+        ([*inpaint, "--good_dir", str(broken)], [str(broken / "000.png"), "unreadable"]),
+        (
+            [*inpaint, "--good_dir", str(big), "--strict_size"],
+            [str(big / "0.png"), "--strict_size"],
+        ),
+        (
+            [
+                "--mode",
+                "mask",
+                "--mask_source",
+                "train",
+                "--data_dir",
+                str(no_stain),
+                "--per_class",
+                "1",
+            ],
             [str(no_stain), "'stain'", "--per_class"],
         ),
         ([*inpaint, "--data_dir", str(no_good)], [str(no_good), "--good_dir", "good images"]),
