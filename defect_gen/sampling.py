@@ -33,6 +33,7 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
 from . import __version__
+from .conditioning import known_generator
 from .config import ConfigError, build_diffusion, build_model, model_kind, read_yaml, resolve
 from .fileio import CheckpointError, atomic_write_bytes, atomic_write_text, load_torch
 from .masks import colorize, decode, make_grid, num_channels, overlay, split, to_uint8_rgb
@@ -593,13 +594,17 @@ class CallRecorder(torch.nn.Module):
 
 def generate(
     pair, indices, *, switch_t, seed=0, batch_size=8, sampler="cold", timestep_respacing="", eta=0.0,
-    precision="fp32", progress=False, call_log=None,
+    precision="fp32", progress=False, call_log=None, plan=None, resample=0,
 ):  # fmt: skip
     """
     Yield (batch indices, samples [B x C x H x W] float32 Tensor) for `indices`, `batch_size` at a time.
 
     Sample i is drawn from a generator seeded with `seed + i` alone (x_T and sampler noise), so it does
     not depend on its batch.
+
+    :param plan: a conditioning.Plan (mask / inpaint modes) or None (joint). With the joint mask source,
+        sample i's mask is the unconditional sample i's, drawn first.
+    :param resample: RePaint resampling count (conditioned modes only).
 
     :param call_log: a list to which every model call is appended as {"batch", "model", "t"}.
     :param progress: show a tqdm bar in samples (with samples/s).
@@ -619,15 +624,41 @@ def generate(
             generators = [torch.Generator().manual_seed(seed + i) for i in batch]
             if call_log is not None:
                 large.batch = small.batch = b
+            cond = {}
+            if plan is not None:
+                cond = _conditioning(
+                    plan, batch, seed, pair, large, small, switch_t, sampler, timestep_respacing,
+                    eta, autocast_dtype, resample,
+                )  # fmt: skip
             x = sample_two_stage(
                 pair.diffusion, large, small, (len(batch), *shape_chw), switch_t, sampler=sampler,
                 timestep_respacing=timestep_respacing or None, generator=generators, eta=eta,
-                autocast_dtype=autocast_dtype,
+                autocast_dtype=autocast_dtype, **cond,
             )  # fmt: skip
             yield batch, x
             bar.update(len(batch))
     finally:
         bar.close()
+
+
+def _conditioning(
+    plan, batch, seed, pair, large, small, switch_t, sampler, respacing, eta, autocast_dtype, resample
+):  # fmt: skip
+    """Give sample_two_stage's conditioning arguments for a batch (see defect_gen.conditioning)."""
+    joint_maps = None
+    if plan.needs_joint_masks:
+        x = sample_two_stage(
+            pair.diffusion, large, small, (len(batch), pair.channels, pair.resolution, pair.resolution),
+            switch_t, sampler=sampler, timestep_respacing=respacing or None, eta=eta,
+            generator=[torch.Generator().manual_seed(seed + i) for i in batch],
+            autocast_dtype=autocast_dtype,
+        )  # fmt: skip
+        joint_maps = decode(x).cpu()
+    known, weight = plan.known(batch, joint_maps)
+    return {
+        "known": known, "known_weight": weight, "resample": resample,
+        "known_generator": [known_generator(seed, i) for i in batch],
+    }  # fmt: skip
 
 
 def timing_record(load_s, generate_s, num_generated):

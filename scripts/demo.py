@@ -1,5 +1,6 @@
 """
-The quick-start demo: toy defect data, a tiny large and a tiny small model, 16 generated image + mask pairs.
+The quick-start demo: toy defect data, a tiny large and a tiny small model, 16 generated image + mask pairs,
+and 4 defects inpainted onto toy good images.
 
     python scripts/demo.py --out runs/demo          (what `make demo` runs)
 
@@ -29,6 +30,7 @@ from defect_gen.sampling import sample_files  # noqa: E402
 from defect_gen.toy_data import defect_classes  # noqa: E402
 
 TOY_CLASSES = defect_classes(4)
+NUM_INPAINTED = 4  # one grid row of defects inpainted onto toy good images
 MIN_SHARE_WITH_DEFECT = 0.75  # the demo fails when fewer of its generated masks hold a defect
 
 
@@ -111,6 +113,7 @@ def main(argv=None):
     if not out.is_absolute():
         out = REPO / out
     data, samples = out / "data", out / "samples"
+    good, inpainted = out / "good", out / "inpainted"
     rel = lambda p: p.relative_to(REPO) if p.is_relative_to(REPO) else p  # noqa: E731
     py = sys.executable
     started = time.time()
@@ -144,6 +147,18 @@ def main(argv=None):
          "--num_samples", args.num_samples, "--sample_dir", samples, *device])  # fmt: skip
     shutil.copyfile(samples / "grid.png", out / "grid.png")
 
+    # Defects where you want them: training masks, moved at random, inpainted onto toy good images.
+    if not (good / "README.md").exists():
+        run([py, "scripts/make_toy_data.py", "--out", good, "--layout", "mvtec", "--num_per_type", 0,
+             "--num_good", NUM_INPAINTED, "--size", 32, "--seed", 1])  # fmt: skip
+    run([py, "scripts/sample.py",
+         "--large_recep", out / "large" / "checkpoints" / "latest",
+         "--small_recep", out / "small" / "checkpoints" / "latest",
+         "--step_inference", args.step_inference, "--timestep_respacing", args.timestep_respacing,
+         "--mode", "inpaint", "--mask_source", "train", "--good_dir", good / "train" / "good",
+         "--num_samples", NUM_INPAINTED, "--sample_dir", inpainted, *device])  # fmt: skip
+    shutil.copyfile(inpainted / "grid.png", out / "inpainted_grid.png")
+
     summary = check_samples(samples)
     print(
         f"\n{summary['with_defect']} of {summary['count']} generated masks hold a defect, covering "
@@ -166,6 +181,8 @@ Demo finished in {(time.time() - started) / 60:.1f} min. Where everything is:
   {rel(out / 'small')}/           small model run
   {rel(samples)}/         generated pairs: images/, masks/ (class index), masks_rgb/, manifest.json
   {rel(out / 'grid.png')}     generated images with their masks overlaid
+  {rel(inpainted)}/       defects inpainted onto toy good images ({rel(good)}/train/good), training masks
+  {rel(out / 'inpainted_grid.png')}  ... with their masks overlaid
 
 Next, on your own data (see README.md):
   python scripts/prepare_data.py /path/to/dataset

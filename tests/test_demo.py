@@ -1,10 +1,14 @@
 """The quick-start demo: its sample check, and the whole pipeline at a reduced scale."""
 
+import json
 import sys
 
 import numpy as np
+import torch
 from conftest import REPO
 from PIL import Image
+
+from defect_gen.conditioning import dilate
 
 sys.path.insert(0, str(REPO / "scripts"))
 
@@ -60,3 +64,14 @@ def test_demo_reduced_generates_masks_on_defects(tmp_path):
     summary = demo.check_samples(out / "samples")
     assert summary["count"] == 8 and summary["with_defect"] == len(with_defect)
     assert summary["contrast"] > 3 * summary["shifted_contrast"], summary
+
+    # The row of defects inpainted onto toy good images: outside the band each is its good image.
+    manifest = json.loads((out / "inpainted" / "manifest.json").read_text())
+    band = manifest["generation"]["band"]
+    assert (out / "inpainted_grid.png").is_file() and manifest["num_samples"] == demo.NUM_INPAINTED
+    for i, record in enumerate(manifest["samples"]):
+        mask = np.asarray(Image.open(out / "inpainted" / "masks" / f"{i:06d}.png"))
+        image = np.asarray(Image.open(out / "inpainted" / "images" / f"{i:06d}.png"))
+        good = np.asarray(Image.open(record["good"]["path"]))
+        inside = dilate(torch.from_numpy(mask > 0)[None], band)[0].numpy()
+        assert mask.any() and np.array_equal(image[~inside], good[~inside])

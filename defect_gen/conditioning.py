@@ -1,0 +1,415 @@
+"""
+Defects where you want them: what is known of each sample, and where its mask and good image come from.
+
+Modes (``scripts/sample.py --mode``):
+
+- ``joint`` (the default): image and mask drawn together from noise; nothing is known.
+- ``mask``: the mask channels are known (a class-index map, one-hot); the models draw the image around it.
+  The output mask equals the given one.
+- ``inpaint``: the mask channels and the RGB of a good image outside a band of `band` pixels around the
+  defect region are known; the models draw the inside. Every pixel outside the band equals the good image.
+
+The known part is imposed after every step by :func:`defect_gen.two_stage.sample_two_stage` (forward-noised
+to the next timestep, clean after the last one).
+
+Mask sources (``--mask_source``), for candidate j (sample j, or the j-th candidate under ``--keep``):
+
+- ``dir``: the sorted PNGs of ``--masks``, mask j % n (index maps, values 0..K, the model's resolution).
+- ``train``: a training mask of the checkpoints' dataset (the same selection the models were trained on),
+  resized as training resizes it, then flipped, rotated by a multiple of 90 degrees, scaled and placed at
+  random with the defect kept inside the image. With ``--per_class`` the first n_1 candidates use masks of
+  class 1, the next n_2 class 2, and so on; without it any training mask.
+- ``joint``: the mask of the unconditional (joint) sample j, drawn first with seed + j.
+
+The good image of candidate j (inpaint) is picked uniformly from the sorted images of ``--good_dir`` with a
+generator seeded by (seed + j, GOOD_STREAM); the mask choice and transform use (seed + j, MASK_STREAM) and the
+forward noise of the known part (seed + j, KNOWN_STREAM). So every choice depends on seed + j alone, whatever
+the batch or process count, and the unconditional noise stream (seed + j) is not touched.
+"""
+
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+import blobfile as bf
+import numpy as np
+import torch
+from PIL import Image
+
+from .config import ConfigError
+from .image_datasets import (
+    IMAGE_EXTENSIONS,
+    DatasetError,
+    _check_max,
+    _mask_values,
+    _open,
+    _to_rgb,
+    find_pairs,
+    read_mask,
+)
+from .masks import encode
+
+MODES = ("joint", "mask", "inpaint")
+MASK_SOURCES = ("dir", "train", "joint")
+GOOD_FOLDERS = (
+    "train/good",
+    "test/good",
+    "image/good",
+    "good",
+)  # looked for in the dataset, in order
+
+MASK_STREAM, GOOD_STREAM, KNOWN_STREAM = 1, 2, 3
+SCALE_RANGE = (
+    0.75,
+    1.25,
+)  # train masks: the defect's bounding box is scaled by a factor in this range
+TRANSFORM_TRIES = 8  # a transform that loses the wanted class is drawn again, then scale 1 is used
+
+
+def default_band(resolution):
+    """Give the default inpainting band in pixels: resolution / 16, at least 2 (2 px at 32 px, 8 at 128)."""
+    return max(2, int(resolution) // 16)
+
+
+def stream_rng(seed, index, stream):
+    """Give a numpy Generator that depends on (seed + index, stream) alone."""
+    return np.random.default_rng([int(stream), (int(seed) + int(index)) % 2**63])
+
+
+def known_generator(seed, index):
+    """Give the torch.Generator for the forward noise of candidate `index`'s known part."""
+    value = int(stream_rng(seed, index, KNOWN_STREAM).integers(2**62))
+    return torch.Generator().manual_seed(value)
+
+
+def _image_files(folder, flag):
+    """Give the sorted image file paths of `folder`; ConfigError when it is missing, unreadable or empty."""
+    folder = str(folder)
+    if not bf.exists(folder):
+        raise ConfigError(f"{flag} {folder}: folder does not exist")
+    if not bf.isdir(folder):
+        raise ConfigError(f"{flag} {folder}: is a file, expected a folder")
+    try:
+        names = sorted(n for n in bf.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS))
+    except OSError as exc:
+        raise ConfigError(f"{flag} {folder}: cannot list the folder ({exc})") from None
+    if not names:
+        raise ConfigError(f"{flag} {folder}: holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    return [bf.join(folder, n) for n in names]
+
+
+def read_index_mask(path, num_defect, resolution):
+    """Give the uint8 [R x R] class-index map of a user's mask; ConfigError on a wrong size or value."""
+    try:
+        image = _open(path)
+        values = _mask_values(image, path, binary=False)
+        _check_max(values, path, num_defect)
+    except DatasetError as exc:
+        raise ConfigError(str(exc)) from None
+    if values.shape != (resolution, resolution):
+        raise ConfigError(
+            f"{path}: mask is {values.shape[1]}x{values.shape[0]}, the models generate "
+            f"{resolution}x{resolution}: resize the masks (nearest neighbour) first"
+        )
+    return values.astype(np.uint8)
+
+
+def read_good(path, resolution, strict_size):
+    """Give (uint8 [R x R x 3], original [w, h]) of a good image, resized bilinearly unless strict."""
+    try:
+        image = _open(path)
+        rgb = _to_rgb(image, path)
+    except DatasetError as exc:
+        raise ConfigError(str(exc)) from None
+    size = [int(rgb.shape[1]), int(rgb.shape[0])]
+    if size != [resolution, resolution]:
+        if strict_size:
+            raise ConfigError(
+                f"{path}: good image is {size[0]}x{size[1]}, the models generate "
+                f"{resolution}x{resolution} (--strict_size refuses resizing)"
+            )
+        rgb = np.asarray(Image.fromarray(rgb).resize((resolution, resolution), Image.BILINEAR))
+    return rgb, size
+
+
+def dilate(region, band):
+    """Give the boolean [N x H x W] `region` grown by `band` pixels (a (2 band + 1) square)."""
+    if band <= 0:
+        return region
+    grown = torch.nn.functional.max_pool2d(region[:, None].float(), 2 * band + 1, 1, band)
+    return grown[:, 0] > 0
+
+
+def main_class(index_map):
+    """Give the defect class covering most pixels of a class-index map (lowest id on ties; 0 if none)."""
+    counts = np.bincount(np.asarray(index_map).ravel(), minlength=2)
+    counts[0] = 0
+    return int(counts.argmax()) if counts.max() > 0 else 0
+
+
+def transform_mask(index_map, rng, want=None):
+    """
+    Give (new map, record): the defect part of `index_map` flipped, rotated by k x 90 degrees, scaled
+    (nearest) and placed at random, inside the image. `want`: a class that must survive the scaling.
+    """
+    res = index_map.shape[0]
+    flip = bool(rng.random() < 0.5)
+    k = int(rng.integers(4))
+    m = np.rot90(index_map[:, ::-1] if flip else index_map, k)
+    ys, xs = np.nonzero(m)
+    if not len(ys):
+        return np.ascontiguousarray(m), {"flip": flip, "rot90": k, "scale": 1.0, "at": [0, 0]}
+    crop = m[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    h, w = crop.shape
+    scaled = crop
+    for attempt in range(TRANSFORM_TRIES + 1):
+        scale = float(rng.uniform(*SCALE_RANGE)) if attempt < TRANSFORM_TRIES else 1.0
+        scale = min(scale, res / h, res / w)
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+        scaled = np.asarray(Image.fromarray(np.ascontiguousarray(crop)).resize((nw, nh), 0))
+        if want is None or (scaled == want).any():
+            break
+    top, left = int(rng.integers(res - nh + 1)), int(rng.integers(res - nw + 1))
+    out = np.zeros_like(index_map)
+    out[top : top + nh, left : left + nw] = scaled
+    return out, {"flip": flip, "rot90": k, "scale": round(scale, 4), "at": [top, left]}
+
+
+@dataclass
+class Plan:
+    """What is known of each candidate: built by :func:`build_plan`, used by sampling.generate."""
+
+    mode: str
+    mask_source: str
+    num_defect: int
+    resolution: int
+    seed: int
+    band: int = 0
+    classes: list = field(default_factory=list)
+    masks: list = field(
+        default_factory=list
+    )  # dir: [(path, map)]; train: [(path, map, classes held)]
+    per_class: Optional[dict] = None  # train: {class id: count}
+    goods: list = field(default_factory=list)  # [(path, uint8 array, original [w, h])]
+    params: dict = field(default_factory=dict)  # what the manifest's generation holds
+
+    @property
+    def needs_joint_masks(self):
+        return self.mask_source == "joint"
+
+    def mask_for(self, j):
+        """Give (uint8 [R x R] map, record) of candidate j's mask (not for the joint source)."""
+        if self.mask_source == "dir":
+            path, index_map = self.masks[j % len(self.masks)]
+            return index_map, {"source": path}
+        rng = stream_rng(self.seed, j, MASK_STREAM)
+        want = None
+        pool = self.masks
+        if self.per_class:
+            total = sum(self.per_class.values())
+            r = j % total
+            for c, count in sorted(self.per_class.items()):
+                if r < count:
+                    want = c
+                    break
+                r -= count
+            pool = [m for m in self.masks if want in m[2]]
+        path, index_map, _ = pool[int(rng.integers(len(pool)))]
+        new, record = transform_mask(index_map, rng, want)
+        record = {"source": path, **record}
+        if want is not None:
+            record["class"] = self.classes[want - 1]
+        return new, record
+
+    def good_for(self, j):
+        """Give (uint8 [R x R x 3], record) of candidate j's good image."""
+        path, rgb, size = self.goods[
+            int(stream_rng(self.seed, j, GOOD_STREAM).integers(len(self.goods)))
+        ]
+        return rgb, {"path": path, "size": size, "resized": size != [self.resolution] * 2}
+
+    def record(self, j):
+        """Give candidate j's manifest record: which mask (and transform) and good image it uses."""
+        if self.mask_source == "joint":
+            rec = {"mask": {"source": "joint", "seed": self.seed + j}}
+        else:
+            rec = {"mask": self.mask_for(j)[1]}
+        if self.mode == "inpaint":
+            rec["good"] = self.good_for(j)[1]
+        return rec
+
+    def known(self, indices, joint_maps=None):
+        """
+        Give (known, weight) float32 [B x (4 + K) x R x R] of candidates `indices`.
+
+        :param joint_maps: for the joint source, the [B x R x R] masks of the unconditional samples.
+        """
+        maps, rgbs = [], []
+        for b, j in enumerate(indices):
+            if self.mask_source == "joint":
+                maps.append(torch.as_tensor(np.asarray(joint_maps[b])).long())
+            else:
+                maps.append(torch.from_numpy(self.mask_for(j)[0].astype(np.int64)))
+            if self.mode == "inpaint":
+                rgbs.append(torch.from_numpy(np.array(self.good_for(j)[0])).permute(2, 0, 1))
+        index = torch.stack(maps)
+        onehot = encode(index, self.num_defect)
+        n, res = len(indices), self.resolution
+        if self.mode == "mask":
+            rgb = torch.zeros(n, 3, res, res)
+            w_rgb = torch.zeros(n, 3, res, res)
+        else:
+            rgb = torch.stack(rgbs).float() / 127.5 - 1
+            outside = ~dilate(index > 0, self.band)
+            w_rgb = outside[:, None].float().expand(n, 3, res, res)
+        known = torch.cat([rgb, onehot], dim=1)
+        weight = torch.cat([w_rgb, torch.ones_like(onehot)], dim=1)
+        return known, weight
+
+
+def parse_counts(text, classes, flag):
+    """
+    Give {class id: count} from "N" (every class) or "Name=N,Name=N" (class names or ids 1..K).
+
+    Classes not named get 0. ConfigError naming `flag` on anything else.
+    """
+    text = str(text).strip()
+    k = len(classes)
+    if text.isdigit():
+        return {c: int(text) for c in range(1, k + 1)}
+    counts = {c: 0 for c in range(1, k + 1)}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or not value.strip().isdigit():
+            raise ConfigError(
+                f"{flag} {text!r}: expected N or Name=N,Name=N (N >= 0), got {part!r}"
+            )
+        if name in classes:
+            c = classes.index(name) + 1
+        elif name.isdigit() and 1 <= int(name) <= k:
+            c = int(name)
+        else:
+            raise ConfigError(
+                f"{flag}: unknown class {name!r}; the classes are {', '.join(classes)}"
+            )
+        counts[c] = int(value)
+    if sum(counts.values()) < 1:
+        raise ConfigError(f"{flag} {text!r}: asks for no samples")
+    return counts
+
+
+def dataset_dir(pair, data_dir):
+    """Give the dataset folder: `data_dir`, else the one the large checkpoint was trained on."""
+    data_dir = data_dir or pair.large.cfg["data"]["params"].get("dir")
+    if not data_dir:
+        raise ConfigError(f"{pair.large.path}: names no dataset folder; pass --data_dir")
+    return str(data_dir)
+
+
+def _train_masks(pair, data_dir):
+    """Give [(path, uint8 [R x R] map, classes held)] of the training masks, resized as training does."""
+    params = pair.large.cfg["data"]["params"]
+    try:
+        index = find_pairs(
+            data_dir, num_defect=pair.num_defect, classes=params.get("classes"),
+            num_image_train=params.get("num_image_train"),
+        )  # fmt: skip
+        out = []
+        res = pair.resolution
+        for p in index.pairs:
+            index_map = read_mask(p, index).astype(np.uint8)
+            if index_map.shape != (res, res):
+                index_map = np.asarray(Image.fromarray(index_map).resize((res, res), Image.NEAREST))
+            out.append((p.mask, index_map, set(np.unique(index_map).tolist()) - {0}))
+    except DatasetError as exc:
+        raise ConfigError(f"--mask_source train: {exc}") from None
+    return out
+
+
+def build_plan(
+    pair, *, mode, mask_source=None, masks=None, good_dir=None, data_dir=None, band=None,
+    per_class=None, strict_size=False, resample=0, seed=0,
+):  # fmt: skip
+    """
+    Give the Plan of a mode (None for the joint mode) after checking every input; ConfigError naming the
+    flag or file on a problem, before anything is written.
+    """
+    if mode not in MODES:
+        raise ConfigError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "joint":
+        given = {
+            "--mask_source": mask_source, "--masks": masks, "--good_dir": good_dir, "--band": band,
+            "--per_class": per_class, "--resample": resample or None,
+            "--strict_size": strict_size or None,
+        }  # fmt: skip
+        used = [flag for flag, value in given.items() if value is not None]
+        if used:
+            raise ConfigError(
+                f"{used[0]} has no effect in --mode joint; use --mode mask or inpaint"
+            )
+        return None
+    mask_source = mask_source or ("dir" if masks else "train")
+    if mask_source not in MASK_SOURCES:
+        raise ConfigError(
+            f"--mask_source must be one of {', '.join(MASK_SOURCES)}, got {mask_source!r}"
+        )
+    if resample < 0:
+        raise ConfigError(f"--resample must be at least 0, got {resample}")
+    if mode == "mask" and (good_dir is not None or band is not None or strict_size):
+        raise ConfigError("--good_dir, --band and --strict_size apply to --mode inpaint only")
+    if masks is not None and mask_source != "dir":
+        raise ConfigError(f"--masks is read by --mask_source dir only, not {mask_source}")
+    if per_class is not None and mask_source != "train":
+        raise ConfigError(f"--per_class applies to --mask_source train only, not {mask_source}")
+
+    res, k = pair.resolution, pair.num_defect
+    plan = Plan(
+        mode=mode, mask_source=mask_source, num_defect=k, resolution=res, seed=int(seed),
+        classes=list(pair.classes),
+    )  # fmt: skip
+    params = {"mode": mode, "mask_source": mask_source, "resample": int(resample)}
+    if mask_source == "dir":
+        if masks is None:
+            raise ConfigError("--mask_source dir needs --masks DIR (a folder of class-index PNGs)")
+        files = _image_files(masks, "--masks")
+        plan.masks = [(path, read_index_mask(path, k, res)) for path in files]
+        params["masks"] = {
+            "dir": os.path.abspath(masks) if "://" not in str(masks) else str(masks),
+            "files": [bf.basename(p) for p in files],
+        }
+    elif mask_source == "train":
+        root = dataset_dir(pair, data_dir)
+        plan.masks = _train_masks(pair, root)
+        params["masks"] = {"data_dir": root, "count": len(plan.masks)}
+        if per_class is not None:
+            plan.per_class = parse_counts(per_class, plan.classes, "--per_class")
+            for c, count in plan.per_class.items():
+                if count and not any(c in m[2] for m in plan.masks):
+                    raise ConfigError(
+                        f"--mask_source train: no training mask of {root} holds class "
+                        f"{plan.classes[c - 1]!r} (class {c}), asked for by --per_class"
+                    )
+            params["per_class"] = {plan.classes[c - 1]: n for c, n in plan.per_class.items()}
+    if mode == "inpaint":
+        if good_dir is None:
+            root = dataset_dir(pair, data_dir)
+            found = [bf.join(root, g) for g in GOOD_FOLDERS if bf.isdir(bf.join(root, g))]
+            if not found:
+                raise ConfigError(
+                    f"--mode inpaint needs good images: {root} has no {' or '.join(GOOD_FOLDERS)} "
+                    f"folder; pass --good_dir"
+                )
+            good_dir = found[0]
+        files = _image_files(good_dir, "--good_dir")
+        plan.goods = [(path, *read_good(path, res, strict_size)) for path in files]
+        plan.band = default_band(res) if band is None else int(band)
+        if plan.band < 0:
+            raise ConfigError(f"--band must be at least 0 pixels, got {band}")
+        params["good_dir"] = os.path.abspath(good_dir) if "://" not in str(good_dir) else good_dir
+        params["good_images"] = len(files)
+        params["band"] = plan.band
+        params["strict_size"] = bool(strict_size)
+        params["resized_good_images"] = sum(g[2] != [res, res] for g in plan.goods)
+    plan.params = params
+    return plan
