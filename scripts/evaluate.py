@@ -21,7 +21,13 @@ import torch  # noqa: E402
 
 from defect_gen.evaluation.data import EvaluationError  # noqa: E402
 from defect_gen.evaluation.report import write_report  # noqa: E402
-from defect_gen.evaluation.runner import EvalConfig, run_evaluation  # noqa: E402
+from defect_gen.evaluation.runner import (  # noqa: E402
+    EvalConfig,
+    _check_config,
+    resolve_modes,
+    run_evaluation,
+)
+from defect_gen.folders import FolderError, check_writable_folder  # noqa: E402
 from defect_gen.evaluation.segtrain import TrainSettings  # noqa: E402
 from defect_gen.image_datasets import DatasetError  # noqa: E402
 
@@ -160,15 +166,22 @@ def main(argv=None):
     try:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise EvaluationError(f"--device {device}: CUDA is not available here")
-        try:
-            os.makedirs(args.out, exist_ok=True)  # fail before minutes of training, not after
-        except OSError as e:
-            message = f"{args.out}: cannot create the output folder ({e.strerror})"
-            raise EvaluationError(message) from None
+        # Fail before minutes of training, not after; the folder itself is made by write_report,
+        # so a refused run leaves nothing behind.
+        _check_config(config)
+        resolve_modes(config)
+        for flag, path in (("--data_dir", args.data_dir), ("--synthetic", args.synthetic)):
+            if path and not os.path.isdir(path):
+                raise EvaluationError(f"{flag} {path}: no such folder")
+        check_writable_folder(args.out, "--out")
         result = run_evaluation(config)
         paths = write_report(result, args.out)
-    except (EvaluationError, DatasetError) as e:
+    except (EvaluationError, DatasetError, FolderError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk, a folder that cannot be written
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     logging.getLogger("evaluate").info("wrote %s", ", ".join(paths.values()))
     return 0
