@@ -612,3 +612,13 @@ def test_num_defect_above_the_classes_found_warns(world, tmp_path, capsys):
     assert code == 0
     warnings = [line for line in err if line.startswith("warning:")]
     assert len(warnings) == 1 and "5=class_5, 6=class_6" in warnings[0], err
+
+
+def test_training_warns_about_classes_no_mask_holds(world, tmp_path, capsys):
+    work = tmp_path / "run"
+    argv = train_argv(world, work, "model.params.in_channels=10", "model.params.out_channels=10",
+                      "train.iterations=1", "--num_defect", "6")  # fmt: skip
+    code, err = run_main(TRAIN, argv, capsys)
+    assert code in (0, None), err
+    warnings = [line for line in err if line.startswith("warning:")]
+    assert len(warnings) == 1 and "5=class_5, 6=class_6" in warnings[0], err
