@@ -1,5 +1,6 @@
 """
-What the command-line scripts share: user errors become one `error:` line and exit code 2.
+What the command-line scripts share: user errors, and errors of the environment (a full disk, a folder
+that cannot be written), become one `error:` line and exit code 2.
 """
 
 import sys
@@ -20,6 +21,11 @@ def run_cli(main, argv=None):
     except USER_ERRORS as exc:
         message = " ".join(str(exc).split("\n")[0].split())
         print(f"error: {message}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_USER_ERROR)
+    except OSError as exc:  # the environment: a full disk, a folder that cannot be written, ...
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        print(f"error: {where}{' '.join(reason.split())}", file=sys.stderr, flush=True)
         sys.exit(EXIT_USER_ERROR)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr, flush=True)

@@ -4,7 +4,9 @@ unchanged, validated, overridden from the command line and written into the run 
 """
 
 import copy
+import inspect
 import io
+import math
 import re
 
 import blobfile as bf
@@ -92,28 +94,188 @@ DEFAULTS = {
 }
 PRECISIONS = ("fp32", "bf16", "fp16")
 FLOAT_KEYS = ("lr", "weight_decay", "ema_rate", "mask_loss_weight", "grad_clip")
+GROUPNORM_GROUPS = 32  # defect_gen.nn.normalization
+
+
+class Rule:
+    """
+    The type and range of one config value: `kind` is int, float, bool, str, choice, int_list,
+    float_list, str_list or int_or_list; `lo`/`hi` bound numbers (and list items), `open_hi`
+    excludes `hi`; `null` allows None; `length` fixes a list's length.
+    """
+
+    def __init__(self, kind, lo=None, hi=None, *, open_lo=False, open_hi=False, null=False,
+                 choices=None, length=None):  # fmt: skip
+        self.kind, self.lo, self.hi, self.open_lo, self.open_hi = kind, lo, hi, open_lo, open_hi
+        self.null, self.choices, self.length = null, choices, length
+
+    def _number(self, value, kind):
+        if isinstance(value, bool):
+            return "a boolean"
+        if kind == "int" and not isinstance(value, int):
+            return "an integer"
+        if kind == "float" and (not isinstance(value, (int, float)) or not math.isfinite(value)):
+            return "a finite number"
+        if self.lo is not None and (value <= self.lo if self.open_lo else value < self.lo):
+            return "too small"
+        if self.hi is not None and (value >= self.hi if self.open_hi else value > self.hi):
+            return "too large"
+        return None
+
+    def problem(self, value):
+        """Give what `value` must be (e.g. "an integer >= 1") when it breaks the rule, else None."""
+        if value is None:
+            return None if self.null else "set (not null)"
+        kind = self.kind
+        if kind == "int_or_list":
+            kind = "int_list" if isinstance(value, (list, tuple)) else "int"
+        if kind == "bool":
+            return None if isinstance(value, bool) else "true or false"
+        if kind == "str":
+            return None if isinstance(value, str) else "a string"
+        if kind == "str_or_int":
+            ok = isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+            return None if ok else "a string"
+        if kind == "choice":
+            return None if value in self.choices else f"one of {', '.join(map(str, self.choices))}"
+        if kind in ("int", "float"):
+            wrong = self._number(value, kind)
+            return f"{self._what(kind)}" if wrong else None
+        item = kind.split("_")[0]
+        if not isinstance(value, (list, tuple)) or (self.length and len(value) != self.length):
+            size = f" of {self.length}" if self.length else " of"
+            return f"a list{size} {self._items(item)}"
+        for v in value:
+            if isinstance(v, str) if item == "str" else self._number(v, item) is None:
+                continue
+            return f"a list of {self._items(item)}"
+        return None
+
+    def _items(self, item):
+        what = self._what(item)
+        return what.replace("an integer", "integers").replace("a number", "numbers").replace(
+            "a string", "strings"
+        )
+
+    def _what(self, kind):
+        text = {"int": "an integer", "float": "a number", "str": "a string"}[kind]
+        if self.lo is not None and self.hi is not None:
+            return f"{text} in {'(' if self.open_lo else '['}{self.lo}, {self.hi}{')' if self.open_hi else ']'}"
+        if self.lo is not None:
+            return f"{text} {'>' if self.open_lo else '>='} {self.lo}"
+        return text
+
+    def describe(self, value):
+        """Give "must be ..., got ..." for a value that breaks the rule, else None."""
+        wrong = self.problem(value)
+        if wrong is None:
+            return None
+        return f"must be {wrong}{' (or null)' if self.null else ''}, got {value!r}"
+
+
+# Settings that change what a resumed run trains: a resume with other values is refused unless the
+# user allows it (--allow_config_change). Prefixes cover every key below them.
+TRAINING_KEYS = (
+    "model.target", "model.params", "diffusion", "data.bs_per_gpu", "data.params.dir",
+    "data.params.resolution", "data.params.num_image_train", "data.params.num_defect",
+    "data.params.classes", "data.params.keep_aspect", "data.params.random_flip", "optimizer",
+    "train.ema_rate", "train.grad_clip", "train.precision", "train.seed",
+    "train.seperate_channel_loss", "train.mask_loss_weight",
+)  # fmt: skip
+# Of those, the ones a checkpoint's weights cannot follow: refused even with --allow_config_change.
+FIXED_ON_RESUME = ("model.target", "model.params", "data.params.num_defect")
+
+
+def _positive_float(null=False):
+    return Rule("float", 0, open_lo=True, null=null)
+
+
+# The type and range of each value, by dotted key; a key absent here is checked by `validate` only.
+RULES = {
+    "diffusion.target": Rule("choice", choices=DIFFUSION_TARGETS),
+    "diffusion.params.parameterization": Rule("choice", choices=tuple(p.value for p in Parameterization)),
+    "diffusion.params.schedule": Rule("choice", choices=SCHEDULES),
+    "diffusion.params.num_timestep": Rule("int", 1),
+    "model.ckpt": Rule("str", null=True),
+    "model.params.image_size": Rule("int", 1, null=True),
+    "model.params.in_channels": Rule("int", 1, null=True),
+    "model.params.out_channels": Rule("int", 1, null=True),
+    "model.params.model_channels": Rule("int", 1, null=True),
+    "model.params.num_res_blocks": Rule("int", 1, null=True),
+    "model.params.attention_downsample": Rule("int_list", 1, null=True),
+    "model.params.attention_resolutions": Rule("int_or_list", 1, null=True),
+    "model.params.dropout": Rule("float", 0, 1, open_hi=True, null=True),
+    "model.params.channel_mult": Rule("int_list", 1, null=True),
+    "model.params.conv_resample": Rule("bool", null=True),
+    "model.params.dims": Rule("choice", choices=(1, 2, 3), null=True),
+    "model.params.num_classes": Rule("int", 1, null=True),
+    "model.params.use_checkpoint": Rule("bool", null=True),
+    "model.params.num_heads": Rule("int", 1, null=True),
+    "model.params.num_head_channels": Rule("int", -1, null=True),
+    "model.params.num_heads_upsample": Rule("int", -1, null=True),
+    "model.params.use_scale_shift_norm": Rule("bool", null=True),
+    "model.params.resblock_updown": Rule("bool", null=True),
+    "model.params.use_new_attention_order": Rule("bool", null=True),
+    "model.params.attention_backend": Rule("choice", choices=("sdpa", "math"), null=True),
+    "data.bs_per_gpu": Rule("int", 1),
+    "data.num_workers": Rule("int", 0),
+    "data.params.dir": Rule("str", null=True),
+    "data.params.resolution": Rule("int", 8),
+    "data.params.num_image_train": Rule("int", 1, null=True),
+    "data.params.num_defect": Rule("int", 1, null=True),
+    "data.params.classes": Rule("str_list", null=True),
+    "data.params.keep_aspect": Rule("bool"),
+    "data.params.random_flip": Rule("bool"),
+    "optimizer.params.lr": _positive_float(),
+    "optimizer.params.weight_decay": Rule("float", 0),
+    "optimizer.params.betas": Rule("float_list", 0, 1, open_hi=True, length=2),
+    "optimizer.params.fused": Rule("bool", null=True),
+    "train.iterations": Rule("int", 1),
+    "train.log_image_interval": Rule("int", 1),
+    "train.save_ckpt_interval": Rule("int", 1),
+    "train.max_images": Rule("int", 0),  # 0: no previews
+    "train.eval_interval": Rule("int", 1),
+    "train.log_interval": Rule("int", 1),
+    "train.ema_rate": Rule("float", 0, 1, open_hi=True),
+    "train.grad_clip": _positive_float(null=True),
+    "train.precision": Rule("choice", choices=PRECISIONS),
+    "train.channels_last": Rule("bool"),
+    "train.compile": Rule("bool"),
+    "train.seed": Rule("int", 0),
+    "train.seperate_channel_loss": Rule("bool"),
+    "train.mask_loss_weight": Rule("float", 0),
+    "train.preview_respacing": Rule("str_or_int"),
+    "train.keep_checkpoints": Rule("int", 1, null=True),  # null keeps all
+}
 
 
 def _merge(defaults, given, path, source):
-    """Give `defaults` updated with `given`, refusing keys that `defaults` does not have."""
+    """
+    Give `defaults` updated with `given`, refusing keys that `defaults` does not have.
+
+    :param source: the name of where values come from, or a callable dotted key -> that name.
+    """
+    origin = source if callable(source) else (lambda key: source)
     out = copy.deepcopy(defaults)
     if given is None:
         return out
     if not isinstance(given, dict):
-        raise ConfigError(f"{source}: '{path}' must be a mapping, got {given!r}")
+        raise ConfigError(f"{origin(path)}: '{path}' must be a mapping, got {given!r}")
     for key, value in given.items():
         where = f"{path}.{key}" if path else key
         if path == "model.params":
             if key not in MODEL_PARAMS:
                 raise ConfigError(
-                    f"{source}: unknown key '{where}'; allowed: {', '.join(sorted(MODEL_PARAMS))}"
+                    f"{origin(where)}: unknown key '{where}'; allowed: {', '.join(sorted(MODEL_PARAMS))}"
                 )
-            out[key] = value
+            out[key] = _scalar(value)
             continue
         if key not in defaults:
-            raise ConfigError(f"{source}: unknown key '{where}'; allowed: {', '.join(defaults)}")
+            raise ConfigError(
+                f"{origin(where)}: unknown key '{where}'; allowed: {', '.join(defaults)}"
+            )
         if isinstance(defaults[key], dict):
-            out[key] = _merge(defaults[key], value, where, source)
+            out[key] = _merge(defaults[key], value, where, origin)
         elif isinstance(defaults[key], float) or key in FLOAT_KEYS:
             out[key] = _scalar(value)
         else:
@@ -160,34 +322,106 @@ def read_yaml(path):
     """Give the mapping in a YAML file; a missing or malformed file is a ConfigError naming it."""
     if not bf.exists(path):
         raise ConfigError(f"{path}: config file not found")
+    if bf.isdir(path):
+        raise ConfigError(f"{path}: is a folder, not a config file")
     try:
         with bf.BlobFile(path, "r") as f:
             raw = yaml.safe_load(f)
     except yaml.YAMLError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
-        raise ConfigError(f"{path}: not valid YAML ({first})") from None
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        reason = getattr(exc, "problem", None) or (str(exc).splitlines() or ["invalid YAML"])[0]
+        raise ConfigError(f"{path}:{line}: not valid YAML ({reason})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text (UTF-8) file") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return raw
 
 
-def resolve(raw, source, *, num_defect=None):
+COMMAND_LINE = "command line"
+
+
+def _origin(source, origins):
+    """Give a callable dotted key -> where its value came from: `origins` (prefixes too), or `source`."""
+    origins = origins or {}
+
+    def origin(key):
+        parts = key.split(".")
+        for i in range(len(parts), 0, -1):
+            if ".".join(parts[:i]) in origins:
+                return origins[".".join(parts[:i])]
+        below = [where for k, where in origins.items() if k.startswith(key + ".")]
+        return below[0] if below else source
+
+    return origin
+
+
+def resolve(raw, source, *, num_defect=None, origins=None):
     """
     Give the full, validated config from a raw mapping.
 
     :param num_defect: the command line's --num_defect, which wins over the file's data.params.num_defect.
+    :param origins: {dotted key: where it was set} for values not from `source` (command-line overrides).
     """
-    cfg = _merge(DEFAULTS, raw, "", source)
+    origins = dict(origins or {})
+    cfg = _merge(DEFAULTS, raw, "", _origin(source, origins))
     if num_defect is not None:
-        cfg["data"]["params"]["num_defect"] = int(num_defect)
-    validate(cfg, source)
+        cfg["data"]["params"]["num_defect"] = num_defect
+        origins["data.params.num_defect"] = f"{COMMAND_LINE} (--num_defect)"
+    validate(cfg, source, origins=origins)
     return cfg
 
 
 def load_config(path, overrides=(), *, num_defect=None):
     """Give the validated config of a YAML file with `section.key=value` overrides applied."""
-    raw = apply_overrides(read_yaml(path), parse_overrides(overrides))
-    return resolve(raw, path, num_defect=num_defect)
+    pairs = parse_overrides(overrides)
+    raw = apply_overrides(read_yaml(path), pairs)
+    origins = {key: COMMAND_LINE for key, _ in pairs}
+    return resolve(raw, path, num_defect=num_defect, origins=origins)
+
+
+def _get(cfg, key):
+    node = cfg
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def check_rules(cfg, source="config", origins=None):
+    """Raise ConfigError for the first value that breaks its RULES entry, naming key and origin."""
+    origin = _origin(source, origins)
+    for key, rule in RULES.items():
+        problem = rule.describe(_get(cfg, key))
+        if problem:
+            raise ConfigError(f"{origin(key)}: {key} {problem}")
+
+
+def _from(origin, key, source):
+    """Give " (KEY from WHERE)" when `key` was not set in `source`, else ""."""
+    where = origin(key)
+    return "" if where == source else f" ({key.rsplit('.', 1)[-1]} from the {where})"
+
+
+def _check_widths(cfg, origin):
+    """Refuse model widths that the 32-group GroupNorm cannot divide (or attention heads cannot)."""
+    params = cfg["model"]["params"]
+    width = params.get("model_channels")
+    mult = params.get("channel_mult")
+    if mult is None:
+        default = inspect.signature(model_class(cfg)).parameters["channel_mult"].default
+        mult = default
+    for m in mult:
+        channels = width * m
+        if channels % GROUPNORM_GROUPS:
+            key = "model.params.model_channels"
+            raise ConfigError(
+                f"{origin(key)}: {key} {width} x channel_mult {m} = {channels} channels, which the "
+                f"{GROUPNORM_GROUPS}-group normalisation cannot divide; use a multiple of "
+                f"{GROUPNORM_GROUPS // math.gcd(GROUPNORM_GROUPS, m)}"
+            )
 
 
 def model_class(cfg, source="config"):
@@ -200,16 +434,23 @@ def model_class(cfg, source="config"):
     return MODEL_TARGETS[target]
 
 
-def validate(cfg, source="config"):
-    """Raise ConfigError (naming `source`) for an inconsistent config; fill num_defect when missing."""
-    model_class(cfg, source)
+def validate(cfg, source="config", origins=None):
+    """
+    Raise ConfigError (naming the key and where its value came from: `source`, the YAML file, or the
+    command line per `origins`) for a value of the wrong type or range or an inconsistent config; fill
+    num_defect when missing.
+    """
+    origin = _origin(source, origins)
+    model_class(cfg, origin("model.target"))
     params = cfg["model"]["params"]
     for key in REQUIRED_MODEL_PARAMS:
         if params.get(key) is None:
             raise ConfigError(f"{source}: model.params.{key} is required")
+    check_rules(cfg, source, origins)
+    _check_widths(cfg, origin)
     if params["in_channels"] != params["out_channels"]:
         raise ConfigError(
-            f"{source}: model in_channels ({params['in_channels']}) and out_channels "
+            f"{origin('model.params.in_channels')}: model in_channels ({params['in_channels']}) and out_channels "
             f"({params['out_channels']}) must be equal: the model denoises image + mask channels"
         )
     data = cfg["data"]["params"]
@@ -222,51 +463,73 @@ def validate(cfg, source="config"):
         check_channels(params["in_channels"], data["num_defect"], what="model.params")
     except ValueError as exc:
         raise ConfigError(
-            f"{source}: {exc}; set model.params.in_channels/out_channels accordingly"
+            f"{origin('model.params.in_channels')}: {exc}{_from(origin, 'data.params.num_defect', source)}"
+            f"; set model.params.in_channels/out_channels accordingly"
         ) from None
-    diff = cfg["diffusion"]
-    if diff["target"] not in DIFFUSION_TARGETS:
-        raise ConfigError(
-            f"{source}: diffusion.target {diff['target']!r} is not one of {DIFFUSION_TARGETS}"
-        )
-    dparams = diff["params"]
-    if dparams.get("schedule") not in SCHEDULES:
-        raise ConfigError(f"{source}: diffusion.params.schedule must be one of {SCHEDULES}")
-    if dparams.get("parameterization") not in [p.value for p in Parameterization]:
-        raise ConfigError(f"{source}: diffusion.params.parameterization must be x0 or eps")
+    dparams = cfg["diffusion"]["params"]
     train = cfg["train"]
-    if train["precision"] not in PRECISIONS:
-        raise ConfigError(f"{source}: train.precision must be one of {PRECISIONS}")
     if train["seperate_channel_loss"] and dparams["parameterization"] != "x0":
         raise ConfigError(
-            f"{source}: train.seperate_channel_loss needs diffusion parameterization x0"
+            f"{origin('train.seperate_channel_loss')}: train.seperate_channel_loss needs diffusion "
+            f"parameterization x0"
         )
-    for key in (
-        "iterations",
-        "log_image_interval",
-        "save_ckpt_interval",
-        "log_interval",
-        "max_images",
-    ):
-        least = 0 if key in ("iterations", "max_images") else 1  # max_images 0: no previews
-        if not isinstance(train[key], int) or train[key] < least:
-            kind = "non-negative" if least == 0 else "positive"
-            raise ConfigError(f"{source}: train.{key} must be a {kind} integer")
-    if not 0 <= float(train["ema_rate"]) < 1:
-        raise ConfigError(f"{source}: train.ema_rate must lie in [0, 1)")
     res = data["resolution"]
     ds = 2 ** (len(params.get("channel_mult") or (1, 2, 4)) - 1)
-    if not isinstance(res, int) or res % ds:
-        raise ConfigError(f"{source}: data.params.resolution {res} must be a multiple of {ds}")
-    if not isinstance(cfg["data"]["bs_per_gpu"], int) or cfg["data"]["bs_per_gpu"] < 1:
-        raise ConfigError(f"{source}: data.bs_per_gpu must be a positive integer")
+    if res % ds:
+        where = origin("data.params.resolution")
+        raise ConfigError(f"{where}: data.params.resolution {res} must be a multiple of {ds}")
     return cfg
 
 
-def build_model(cfg):
-    """Give the model a config describes (random weights)."""
+def _flatten(node, prefix=""):
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: node}
+
+
+def _covered(key, prefixes):
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def training_changes(old, new):
+    """
+    Give [(dotted key, old value, new value)] for the TRAINING_KEYS that differ between a
+    checkpoint's config `old` and the new resolved config `new` (a model param the new config leaves
+    at the class default (None) counts as unchanged when the old one also did not set it).
+    """
+    a, b = _flatten(old), _flatten(new)
+    changes = []
+    for key in sorted(set(a) | set(b)):
+        if not _covered(key, TRAINING_KEYS):
+            continue
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, tuple):
+            x = list(x)
+        if isinstance(y, tuple):
+            y = list(y)
+        if key == "model.target" and MODEL_TARGETS.get(x, x) is MODEL_TARGETS.get(y, y):
+            continue  # two names of one class, e.g. "large" and the release's target string
+        if x != y:
+            changes.append((key, x, y))
+    return changes
+
+
+def fixed_on_resume(key):
+    """Tell whether a changed `key` can never be applied to a resumed run (the weights depend on it)."""
+    return _covered(key, FIXED_ON_RESUME)
+
+
+def build_model(cfg, source="config"):
+    """Give the model a config describes (random weights); ConfigError when its params cannot make one."""
     params = {k: v for k, v in cfg["model"]["params"].items() if v is not None}
-    return model_class(cfg)(**params)
+    try:
+        return model_class(cfg)(**params)
+    except (ValueError, TypeError, AssertionError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"{source}: model.params do not make a model ({reason})") from None
 
 
 def build_diffusion(cfg):

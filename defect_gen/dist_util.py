@@ -8,10 +8,13 @@ so no GPU count per node is hard-coded. NCCL on CUDA, gloo on CPU.
 
 import logging
 import os
+import re
 import socket
 
 import torch
 import torch.distributed as dist
+
+from .config import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -32,16 +35,46 @@ def _free_port():
         return s.getsockname()[1]
 
 
+class DeviceError(ConfigError):
+    """A device asked for that this machine does not have, or a device name not understood."""
+
+
+_requested_index = None
+
+
+def parse_device(device):
+    """
+    Give (use_cuda, index or None) for a --device value: None/"auto" (CUDA when available), "cpu",
+    "cuda", "gpu" or "cuda:N"; DeviceError for other names or a CUDA device this machine lacks.
+    """
+    name = "auto" if device is None else str(device).strip().lower()
+    if name == "auto":
+        return torch.cuda.is_available(), None
+    if name == "cpu":
+        return False, None
+    match = re.fullmatch(r"(cuda|gpu)(?::(\d+))?", name)
+    if not match:
+        raise DeviceError(f"--device {device}: not a device; use auto, cpu, cuda, cuda:N or gpu")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise DeviceError(f"--device {device}: no CUDA device is available on this machine")
+    index = int(match.group(2)) if match.group(2) is not None else None
+    if index is not None and index >= count:
+        raise DeviceError(
+            f"--device {device}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})"
+        )
+    return True, index
+
+
 def setup_dist(device=None):
     """
     Join the process group if there is more than one process; give the torch.device to use.
 
-    :param device: "cuda", "cpu" or None (CUDA when available).
+    :param device: "cuda", "cuda:N", "gpu", "cpu" or None/"auto" (CUDA when available); a device that
+        is not there is a DeviceError.
     """
-    global _local_rank
-    use_cuda = (
-        torch.cuda.is_available() if device in (None, "auto") else str(device).startswith("cuda")
-    )
+    global _local_rank, _requested_index
+    use_cuda, _requested_index = parse_device(device)
     if dist.is_initialized():
         return _device(use_cuda)
 
@@ -77,6 +110,8 @@ def setup_dist(device=None):
 
 def _device(use_cuda):
     if use_cuda:
+        if _requested_index is not None and get_world_size() == 1:
+            return torch.device("cuda", _requested_index)
         return torch.device("cuda", _local_rank % torch.cuda.device_count())
     return torch.device("cpu")
 

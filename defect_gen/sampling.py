@@ -32,7 +32,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
-from . import __version__
+from . import __version__, folders
 from .conditioning import known_generator
 from .config import ConfigError, build_diffusion, build_model, model_kind, read_yaml, resolve
 from .fileio import CheckpointError, atomic_write_bytes, atomic_write_text, load_torch
@@ -386,11 +386,8 @@ def write_manifest(sample_dir, manifest):
 
 
 def _has_samples(sample_dir):
-    for sub in SUBDIRS:
-        folder = bf.join(str(sample_dir), sub)
-        if bf.isdir(folder) and any(name.endswith(".png") for name in bf.listdir(folder)):
-            return True
-    return False
+    ours, _ = folders.sample_folder_files(sample_dir)
+    return any("/" in rel for rel in ours)
 
 
 def check_folder(sample_dir, params):
@@ -399,6 +396,7 @@ def check_folder(sample_dir, params):
     """
     manifest = read_manifest(sample_dir)
     if manifest is None:
+        folders.check_no_foreign_files(sample_dir)
         if _has_samples(sample_dir):
             raise SampleFolderError(
                 f"{sample_dir}: holds samples but no {MANIFEST}, so their parameters are unknown; use "
@@ -427,17 +425,15 @@ def _short(value):
 
 
 def clear_folder(sample_dir):
-    """Remove a folder's samples, grid and manifest (for --overwrite); other files stay."""
-    sample_dir = str(sample_dir)
-    for sub in SUBDIRS:
-        folder = bf.join(sample_dir, sub)
-        if bf.isdir(folder):
-            for name in bf.listdir(folder):
-                if name.endswith(".png"):
-                    bf.remove(bf.join(folder, name))
-    for name in (GRID, MANIFEST):
-        if bf.exists(bf.join(sample_dir, name)):
-            bf.remove(bf.join(sample_dir, name))
+    """
+    Remove the files the tool wrote in a folder (for --overwrite): samples by name, grid, manifest,
+    files the manifest lists. Refuses (FolderError naming them), removing nothing, if others are there.
+    """
+    try:
+        manifest = read_manifest(sample_dir)
+    except SampleFolderError:
+        manifest = None  # an unreadable manifest.json is still ours to replace
+    return folders.clear_sample_folder(str(sample_dir), manifest)
 
 
 # --------------------------------------------------------------------------------------------------

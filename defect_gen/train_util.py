@@ -188,6 +188,7 @@ class TrainLoop:
         self.model.load_state_dict(ckpt["model"], strict=True)
         self.ema.load_state_dict(ckpt["ema"], strict=True)
         self.opt.load_state_dict(ckpt["optimizer"])
+        _apply_optimizer_settings(self.opt, self.cfg["optimizer"]["params"])
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         rng = ckpt.get("rng")
@@ -374,12 +375,20 @@ class TrainLoop:
 
     def _prune(self):
         keep = self.train_cfg["keep_checkpoints"]
-        if not keep:
+        if keep is None or not isinstance(keep, int) or keep < 1:  # validated; never prune on doubt
             return
         folder = checkpoint_dir(self.work_dir)
         names = sorted(n for n in bf.listdir(folder) if n.startswith("ckpt_") and n.endswith(".pt"))
         for name in names[:-keep]:
             bf.remove(bf.join(folder, name))
+
+
+def _apply_optimizer_settings(opt, params):
+    """Set the configured lr, weight decay and betas on a loaded optimizer (its state keeps the rest)."""
+    for group in opt.param_groups:
+        group["lr"] = params["lr"]
+        group["weight_decay"] = params["weight_decay"]
+        group["betas"] = tuple(params["betas"])
 
 
 class _Window:

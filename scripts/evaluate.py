@@ -31,10 +31,13 @@ from defect_gen.evaluation.report import write_report  # noqa: E402
 from defect_gen.evaluation.runner import (  # noqa: E402
     BASELINE_NAMES,
     EvalConfig,
+    _check_config,
     parse_synthetic_arg,
+    resolve_rows,
     run_evaluation,
 )
 from defect_gen.evaluation.selection import SELECTIONS  # noqa: E402
+from defect_gen.folders import FolderError, check_writable_folder  # noqa: E402
 from defect_gen.evaluation.segtrain import TrainSettings  # noqa: E402
 from defect_gen.image_datasets import DatasetError  # noqa: E402
 
@@ -238,11 +241,17 @@ def main(argv=None):
             raise EvaluationError(
                 "--tune runs regime (a) on the training pairs only; drop --synthetic"
             )
-        try:
-            os.makedirs(args.out, exist_ok=True)  # fail before minutes of training, not after
-        except OSError as e:
-            message = f"{args.out}: cannot create the output folder ({e.strerror})"
-            raise EvaluationError(message) from None
+        # Fail before minutes of training, not after; the folder itself is made by the report
+        # writers, so a refused run leaves nothing behind.
+        _check_config(config)
+        resolve_rows(config)
+        folders_given = [("--data_dir", args.data_dir)] + [
+            ("--synthetic", parse_synthetic_arg(v)[1]) for v in args.synthetic or []
+        ]
+        for flag, path in folders_given:
+            if not os.path.isdir(path):
+                raise EvaluationError(f"{flag} {path}: no such folder")
+        check_writable_folder(args.out, "--out")
         if args.tune:
             record = tune.run_tuning(config, tune.parse_grid(args.tune_grid), args.tune_folds)
             paths = tune.write_tuning(record, args.out)
@@ -251,8 +260,12 @@ def main(argv=None):
         else:
             result = run_evaluation(config)
             paths = write_report(result, args.out)
-    except (EvaluationError, DatasetError) as e:
+    except (EvaluationError, DatasetError, FolderError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk, a folder that cannot be written
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     logging.getLogger("evaluate").info("wrote %s", ", ".join(paths.values()))
     return 0

@@ -14,6 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np  # noqa: E402
+
 from defect_gen import image_datasets  # noqa: E402
 from defect_gen.image_datasets import DatasetError  # noqa: E402
 
@@ -70,6 +72,44 @@ def print_summary(index):
             )
 
 
+# A mask value is stray when classes are missing between it and the next value and it occurs in at
+# most this share of the masks (at least one): one mislabelled mask must not define K.
+STRAY_MAX_SHARE = 0.05
+
+
+def find_stray_value(index):
+    """
+    Give (value, next value below, masks holding it) when the largest mask value of a class-index
+    dataset whose K was inferred sits far above the others, else None.
+    """
+    if index is None or index.binary_masks or not index.pairs:
+        return None
+    holders = {}
+    for pair in index.pairs:
+        values = np.unique(image_datasets._mask_values(
+            image_datasets._open(pair.mask), pair.mask, False
+        ))  # fmt: skip
+        for v in values[values > 0].tolist():
+            holders.setdefault(v, []).append(pair.mask)
+    defect = sorted(holders)
+    if len(defect) < 2:
+        return None
+    top, below = defect[-1], defect[-2]
+    few = len(holders[top]) <= max(1, int(STRAY_MAX_SHARE * len(index.pairs)))
+    return (top, below, holders[top]) if top - below > 1 and few else None
+
+
+def empty_classes(index):
+    """Give "k=name" of the classes (1..K) that no selected mask holds."""
+    if index is None or not index.pairs or not index.num_defect:
+        return []
+    stats = image_datasets.mask_statistics(index, num_defect=index.num_defect)
+    return [
+        f"{k}={index.classes[k - 1]}" for k in range(1, index.num_defect + 1)
+        if stats["share_with_class"][k] == 0
+    ]  # fmt: skip
+
+
 def main(argv=None):
     args = parse_args(argv)
     classes = None
@@ -82,8 +122,28 @@ def main(argv=None):
             classes=classes,
             num_image_train=args.num_image_train,
         )
+        stray = None if args.num_defect or classes else find_stray_value(index)
+        if stray:  # K from the values below it; the stray masks become problems naming the files
+            top, below, masks = stray
+            index, problems = image_datasets.check_dataset(
+                args.data_dir, num_defect=below, classes=classes,
+                num_image_train=args.num_image_train,
+            )  # fmt: skip
+            problems.insert(
+                0,
+                f"{masks[0]}: mask value {top} far above the other masks' values (largest {below}), "
+                f"in {len(masks)} mask(s); classes {below + 1}..{top - 1} never occur. A stray "
+                f"value? Fix the mask, or pass --num_defect {top} if it is a real class",
+            )
         if index is not None:
             print_summary(index)
+            empty = empty_classes(index) if not problems else []
+            if empty:
+                print(
+                    f"warning: num_defect={index.num_defect} but class(es) {', '.join(empty)} occur in "
+                    f"no selected mask: training would learn them as empty classes",
+                    file=sys.stderr,
+                )
         if problems:
             print(f"problems: {len(problems)}")
             for problem in problems:

@@ -23,6 +23,7 @@ Selection (see defect_gen/selection.py):
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,6 +34,13 @@ from defect_gen import conditioning, dist_util, sampling, selection  # noqa: E40
 from defect_gen.cli import run_cli, str2bool  # noqa: E402
 from defect_gen.config import ConfigError  # noqa: E402
 from defect_gen.fileio import atomic_write_text  # noqa: E402
+from defect_gen.folders import (  # noqa: E402
+    FolderError,
+    FolderLock,
+    check_no_foreign_files,
+    check_writable_file,
+    check_writable_folder,
+)
 from defect_gen.logger import configure_logging  # noqa: E402
 
 
@@ -76,11 +84,14 @@ def parse_args(argv):
     p.add_argument(
         "--small_recep_config", help="YAML of the small model (needed for release checkpoints)"
     )
-    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    p.add_argument(
+        "--device", default=None, help="auto, cpu, cuda, cuda:N or gpu (default: cuda when available)"
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace the samples of a folder generated with other parameters",
+        help="replace the samples of a folder generated with other parameters (removes only the "
+        "files the tool wrote; refuses if the folder holds others)",
     )
     p.add_argument(
         "--call_log", help="write every model call as a JSON line {rank, batch, model, t}"
@@ -127,6 +138,16 @@ def parse_args(argv):
     return p.parse_args(argv)  # fmt: skip
 
 
+def _agree(error):
+    """Raise rank 0's user error (or None) on every rank, so that no rank waits alone."""
+    messages = dist_util.all_gather_object(str(error) if error else None)
+    if error is not None:
+        raise error
+    first = next((m for m in messages if m), None)
+    if first:
+        raise FolderError(first)
+
+
 def main(argv=None):
     args = parse_args(argv)
     if (args.num_samples is not None and args.num_samples < 1) or args.batch_size < 1:
@@ -135,6 +156,17 @@ def main(argv=None):
     device = dist_util.setup_dist(args.device)
     rank, world = dist_util.get_rank(), dist_util.get_world_size()
     configure_logging(rank)
+    check_writable_folder(args.sample_dir, "--sample_dir")
+    if args.call_log:
+        check_writable_file(args.call_log, "--call_log")
+    lock = FolderLock(args.sample_dir, "--sample_dir")
+    try:
+        return _sample(args, started, device, rank, world, lock)
+    finally:
+        lock.release()
+
+
+def _sample(args, started, device, rank, world, lock):
 
     pair = sampling.load_pair(
         args.large_recep, args.small_recep, large_config=args.large_recep_config,
@@ -174,10 +206,12 @@ def main(argv=None):
     if args.keep != "all":
         params.update(keep=args.keep, quotas=quotas)
     old = None
-    if not args.overwrite:  # every rank checks, so all raise alike and none waits alone
+    # every rank checks, so all raise alike and none waits alone
+    if args.overwrite:
+        check_no_foreign_files(args.sample_dir, _manifest_or_none(args.sample_dir))
+    else:
         sampling.check_folder(args.sample_dir, params)
         old = sampling.read_manifest(args.sample_dir)
-    dist_util.barrier()
     manifest = sampling.base_manifest(
         pair, params, num_samples=num_samples, batch_size=args.batch_size, world_size=world,
         device=device,
@@ -195,6 +229,16 @@ def main(argv=None):
         manifest["selection"] = sel.record(_records(plan, sel))
     elif plan is not None:
         manifest["samples"] = [{"index": i, **plan.record(i)} for i in range(num_samples)]
+    error = None
+    if rank == 0:
+        try:
+            os.makedirs(args.sample_dir, exist_ok=True)
+            lock.acquire()
+            if not args.overwrite:  # again under the lock: another run may have written meanwhile
+                sampling.check_folder(args.sample_dir, params)
+        except ConfigError as exc:
+            error = exc
+    _agree(error)
     if rank == 0:
         if args.overwrite:
             sampling.clear_folder(args.sample_dir)
@@ -252,6 +296,9 @@ def main(argv=None):
             status="complete", timing=timing, generated_mask_stats=stats,
             last_run={"generated": generated, "skipped": num_samples - len(generated)},
         )  # fmt: skip
+        inside = _relative_inside(args.call_log, args.sample_dir) if args.call_log else None
+        if inside:  # the tool wrote it: a later --overwrite may remove it
+            manifest["files"] = [inside]
         sampling.write_manifest(args.sample_dir, manifest)
         if args.call_log:
             lines = [
@@ -312,6 +359,19 @@ def _select(args, pair, sel, manifest, plan, calls, kw, rank, world, num_samples
         if rank == 0:  # progress, so that a killed run resumes from here
             sampling.write_manifest(args.sample_dir, manifest)
     return written
+
+
+def _manifest_or_none(sample_dir):
+    try:
+        return sampling.read_manifest(sample_dir)
+    except ConfigError:
+        return None
+
+
+def _relative_inside(path, folder):
+    """Give `path` relative to `folder` when it lies inside it, else None."""
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(folder))
+    return None if rel.startswith("..") else rel
 
 
 if __name__ == "__main__":

@@ -17,14 +17,22 @@ import torch  # noqa: E402
 
 from defect_gen import dist_util  # noqa: E402
 from defect_gen.cli import run_cli, str2bool  # noqa: E402
-from defect_gen.config import (
+from defect_gen.config import (  # noqa: E402
     ConfigError,
     build_diffusion,
     build_model,
     dump,
+    fixed_on_resume,
     load_config,
-)  # noqa: E402
+    training_changes,
+)
 from defect_gen.fileio import atomic_write_text  # noqa: E402
+from defect_gen.folders import (  # noqa: E402
+    FolderError,
+    FolderLock,
+    check_writable_folder,
+    remove_stale_temp_files,
+)
 from defect_gen.image_datasets import find_pairs, load_data, mask_statistics  # noqa: E402
 from defect_gen.logger import configure_logging  # noqa: E402
 from defect_gen.nn import count_parameters  # noqa: E402
@@ -48,9 +56,61 @@ def parse_args(argv):
         "--seperate_channel_loss", "--separate_channel_loss", dest="seperate_channel_loss", type=str2bool,
         help="1: MSE on RGB + 0.2 x cross-entropy on the mask channels (x0 only)",
     )  # fmt: skip
-    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    parser.add_argument(
+        "--device", default=None, help="auto, cpu, cuda, cuda:N or gpu (default: cuda when available)"
+    )
+    parser.add_argument(
+        "--allow_config_change", action="store_true",
+        help="resume although model-independent training settings (optimizer, diffusion, data, EMA...) "
+        "differ from the checkpoint's: the new values are applied and logged",
+    )  # fmt: skip
     parser.add_argument("overrides", nargs="*", help="section.key=value YAML overrides")
     return parser.parse_args(argv)
+
+
+def warn(message):
+    """Print one `warning:` line to stderr (rank 0 only)."""
+    if dist_util.is_main():
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_resume(ckpt, resume, cfg, classes, allow):
+    """
+    Refuse a resume whose settings or classes differ from the checkpoint's (naming the keys) unless
+    `allow`; settings the weights depend on are refused always. Give the changes allowed.
+    """
+    changes = training_changes(ckpt["config"], cfg)
+    old_classes = ckpt.get("classes")
+    if old_classes is not None and list(old_classes) != list(classes):
+        changes.append(("classes (from the dataset)", list(old_classes), list(classes)))
+    fixed = [c for c in changes if fixed_on_resume(c[0])]
+    listed = "; ".join(f"{k}: {_short(a)} -> {_short(b)}" for k, a, b in (fixed or changes))
+    if fixed:
+        raise ConfigError(
+            f"{resume}: the checkpoint's model cannot take these settings ({listed}); use another "
+            f"--work_dir for a new model"
+        )
+    if changes and not allow:
+        raise ConfigError(
+            f"{resume}: the run was trained with other settings ({listed}); restore them, use another "
+            f"--work_dir, or pass --allow_config_change to continue with the new ones"
+        )
+    return changes
+
+
+def _agree(error):
+    """Raise `error` (a user error of rank 0, or None) on every rank, so that no rank waits alone."""
+    messages = dist_util.all_gather_object(str(error) if error else None)
+    if error is not None:
+        raise error
+    first = next((m for m in messages if m), None)
+    if first:
+        raise FolderError(first)
 
 
 def main(argv=None):
@@ -68,16 +128,52 @@ def main(argv=None):
     data = cfg["data"]["params"]
     if not data["dir"]:
         raise ConfigError(f"{args.config}: no dataset: pass --data_dir or set data.params.dir")
+    check_writable_folder(args.work_dir, "--work_dir")
 
+    lock = FolderLock(args.work_dir, "--work_dir")
+    try:
+        if bf.isdir(args.work_dir):  # an existing run: locked before its checkpoints are read
+            error = None
+            if rank == 0:
+                try:
+                    lock.acquire()
+                except FolderError as exc:
+                    error = exc
+            _agree(error)
+        return _train(args, cfg, device, rank, world, lock)
+    finally:
+        lock.release()
+
+
+def _train(args, cfg, device, rank, world, lock):
+    data = cfg["data"]["params"]
     resume = args.resume or latest_checkpoint(args.work_dir)
-    if resume:
-        read_checkpoint(resume)  # a bad checkpoint stops here, before anything is written
+    ckpt = read_checkpoint(resume) if resume else None  # a bad checkpoint stops here
+    iterations = cfg["train"]["iterations"]
+    if ckpt is not None and iterations < int(ckpt["step"]):
+        raise ConfigError(
+            f"{resume}: the checkpoint is at step {ckpt['step']}, past train.iterations={iterations}; "
+            f"raise train.iterations to train on (it counts from step 0)"
+        )
 
     index = find_pairs(
         data["dir"], num_defect=data["num_defect"], classes=data["classes"],
         num_image_train=data["num_image_train"],
     )  # fmt: skip
     stats = mask_statistics(index, num_defect=data["num_defect"])
+    changes = check_resume(ckpt, resume, cfg, index.classes, args.allow_config_change) if ckpt else []
+    empty = [
+        f"{k}={index.classes[k - 1]}" for k in range(1, data["num_defect"] + 1)
+        if stats["share_with_class"][k] == 0
+    ]  # fmt: skip
+    if empty:
+        warn(
+            f"num_defect={data['num_defect']} but class(es) {', '.join(empty)} occur in no training "
+            f"mask of {data['dir']}: the model learns them as empty classes"
+        )
+    if ckpt is not None and iterations == int(ckpt["step"]):
+        warn(f"{resume}: already at step {iterations} = train.iterations; nothing to train")
+        return None
 
     def make_data(start_step):
         return load_data(
@@ -88,9 +184,21 @@ def main(argv=None):
         )  # fmt: skip
 
     torch.manual_seed(cfg["train"]["seed"])  # the same initial weights on every rank and every run
-    model = build_model(cfg)
+    model = build_model(cfg, args.config)
+    # Every check has passed: from here on the run folder is written.
+    error = None
     if rank == 0:
-        bf.makedirs(args.work_dir)
+        try:
+            bf.makedirs(args.work_dir)
+            lock.acquire()
+        except FolderError as exc:
+            error = exc
+    _agree(error)
+    if rank == 0:
+        for path in remove_stale_temp_files(args.work_dir):
+            print(f"removed {path}, left by an interrupted save", flush=True)
+        for key, old, new in changes:
+            print(f"resume: {key} changed from {_short(old)} to {_short(new)} (--allow_config_change)")
         atomic_write_text(bf.join(args.work_dir, "config.yaml"), dump(cfg))
         print(
             f"training {cfg['model']['target']} model: {count_parameters(model) / 1e6:.2f} M parameters, "
@@ -106,6 +214,7 @@ def main(argv=None):
     if rank == 0:
         print(f"done: {loop.step} steps; checkpoint {last}", flush=True)
     dist_util.cleanup()
+    return last
 
 
 if __name__ == "__main__":
