@@ -10,7 +10,7 @@ import re
 import blobfile as bf
 import yaml
 
-from .gaussian_diffusion import SCHEDULES, GaussianDiffusion, Parameterization
+from .gaussian_diffusion import MASK_MODES, SCHEDULES, GaussianDiffusion, Parameterization
 from .masks import check_channels, num_defect_from_channels
 from .patch_unet import PatchUNetModel
 from .unet import UNetModel
@@ -52,7 +52,12 @@ REQUIRED_MODEL_PARAMS = (
 DEFAULTS = {
     "diffusion": {
         "target": "diffusion.base_diffusion.ColdDiffusion",
-        "params": {"parameterization": "x0", "schedule": "cosine", "num_timestep": 1000},
+        "params": {
+            "parameterization": "x0",
+            "schedule": "cosine",
+            "num_timestep": 1000,
+            "mask_mode": "faithful",  # faithful (the release's sampler) | consistent (see GaussianDiffusion)
+        },
     },
     "model": {"target": None, "params": {}, "ckpt": None},
     "data": {
@@ -66,6 +71,9 @@ DEFAULTS = {
             "classes": None,  # MVTec layout: type names in class order; default sorted names
             "keep_aspect": False,
             "random_flip": False,
+            "crop": None,  # train on crops of this side (px) centred near a defect pixel; None: off
+            "crop_random": None,  # with crop: probability of a uniform random crop instead (default 0.25)
+            "num_good": 0,  # add the first N good images (all-background masks) to the training set
         },
     },
     "optimizer": {
@@ -79,6 +87,7 @@ DEFAULTS = {
         "eval_interval": 10,  # the release's key; it never used it, we log every `log_interval`
         "log_interval": 10,
         "ema_rate": 0.9999,
+        "ema_warmup": False,  # effective rate min(ema_rate, (1 + step) / (10 + step)); see train_util
         "grad_clip": None,  # max global grad norm; None: no clipping, as the release
         "precision": "fp32",  # fp32 | bf16 | fp16 (autocast)
         "channels_last": False,
@@ -86,12 +95,17 @@ DEFAULTS = {
         "seed": 0,
         "seperate_channel_loss": False,
         "mask_loss_weight": 0.2,
+        "mask_class_weight_power": 0.0,  # > 0: weight the mask loss per class; see mask_class_weights
+        "mask_class_weight_cap": None,  # the largest class weight (default 10 when the power is > 0)
         "preview_respacing": "50",
         "keep_checkpoints": None,  # keep the newest N checkpoint files; None keeps all
     },
 }
 PRECISIONS = ("fp32", "bf16", "fp16")
-FLOAT_KEYS = ("lr", "weight_decay", "ema_rate", "mask_loss_weight", "grad_clip")
+FLOAT_KEYS = (
+    "lr", "weight_decay", "ema_rate", "mask_loss_weight", "grad_clip", "mask_class_weight_cap",
+    "crop_random",
+)  # fmt: skip
 
 
 def _merge(defaults, given, path, source):
@@ -234,6 +248,8 @@ def validate(cfg, source="config"):
         raise ConfigError(f"{source}: diffusion.params.schedule must be one of {SCHEDULES}")
     if dparams.get("parameterization") not in [p.value for p in Parameterization]:
         raise ConfigError(f"{source}: diffusion.params.parameterization must be x0 or eps")
+    if dparams.get("mask_mode") not in MASK_MODES:
+        raise ConfigError(f"{source}: diffusion.params.mask_mode must be one of {MASK_MODES}")
     train = cfg["train"]
     if train["precision"] not in PRECISIONS:
         raise ConfigError(f"{source}: train.precision must be one of {PRECISIONS}")
@@ -260,7 +276,50 @@ def validate(cfg, source="config"):
         raise ConfigError(f"{source}: data.params.resolution {res} must be a multiple of {ds}")
     if not isinstance(cfg["data"]["bs_per_gpu"], int) or cfg["data"]["bs_per_gpu"] < 1:
         raise ConfigError(f"{source}: data.bs_per_gpu must be a positive integer")
+    _validate_recipe_options(cfg, source)
     return cfg
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _validate_recipe_options(cfg, source):
+    """Check the EMA warm-up, class-weight, crop and good-image keys."""
+    train, data = cfg["train"], cfg["data"]["params"]
+    if not isinstance(train["ema_warmup"], bool):
+        raise ConfigError(f"{source}: train.ema_warmup must be true or false")
+    power, cap = train["mask_class_weight_power"], train["mask_class_weight_cap"]
+    if not _is_number(power) or power < 0:
+        raise ConfigError(f"{source}: train.mask_class_weight_power must be a number >= 0")
+    if cap is not None:
+        if not power:
+            raise ConfigError(
+                f"{source}: train.mask_class_weight_cap is set but train.mask_class_weight_power is "
+                "0 (class weights off): set a power > 0 or remove the cap"
+            )
+        if not _is_number(cap) or cap < 1:
+            raise ConfigError(f"{source}: train.mask_class_weight_cap must be a number >= 1")
+    crop, res = data["crop"], data["resolution"]
+    if crop is not None:
+        ds = 2 ** (len(cfg["model"]["params"].get("channel_mult") or (1, 2, 4)) - 1)
+        if not isinstance(crop, int) or isinstance(crop, bool) or not 1 <= crop <= res:
+            raise ConfigError(
+                f"{source}: data.params.crop must be an integer in 1..{res} "
+                f"(data.params.resolution), got {crop!r}"
+            )
+        if crop % ds:
+            raise ConfigError(f"{source}: data.params.crop {crop} must be a multiple of {ds}")
+    if data["crop_random"] is not None:
+        if crop is None:
+            raise ConfigError(
+                f"{source}: data.params.crop_random is set but data.params.crop is not (crops off)"
+            )
+        if not _is_number(data["crop_random"]) or not 0 <= data["crop_random"] <= 1:
+            raise ConfigError(f"{source}: data.params.crop_random must lie in [0, 1]")
+    num_good = data["num_good"]
+    if not isinstance(num_good, int) or isinstance(num_good, bool) or num_good < 0:
+        raise ConfigError(f"{source}: data.params.num_good must be a non-negative integer")
 
 
 def build_model(cfg):
