@@ -250,13 +250,14 @@ class GaussianDiffusion:
             [x0[:, :RGB_CHANNELS].clamp(-1, 1), x0[:, RGB_CHANNELS:].clamp(0, 1)], dim=1
         )
 
-    def final_x0(self, x0_pred):
+    def final_x0(self, x0_pred, mask_scores):
         """
         Give the clean sample of the last step in the consistent mode: the clamped x0's RGB and the
-        one-hot of the argmax of the unclamped mask prediction (ties of clamped channels cannot occur).
+        one-hot of the argmax of `mask_scores`, the unclamped mask prediction (the logits of a
+        cross-entropy model), so that clamped channels tied at 1.0 cannot decode to background.
         """
         x0_hat = self.clamp_x0(x0_pred)
-        mask = x0_pred[:, RGB_CHANNELS:]
+        mask = mask_scores
         onehot = F.one_hot(mask.argmax(dim=1), mask.shape[1]).movedim(-1, 1).to(x0_hat.dtype)
         return torch.cat([x0_hat[:, :RGB_CHANNELS], onehot], dim=1)
 
@@ -275,7 +276,8 @@ class GaussianDiffusion:
         sampler = Sampler(sampler)
         x0_pred, eps = self.predict_x0_and_eps(self.model_x0(model_out), x_t, t)
         if self.mask_mode == "consistent" and t_prev < 0:
-            x0_final = self.final_x0(x0_pred)
+            logits = self.seperate_channel_loss
+            x0_final = self.final_x0(x0_pred, (model_out if logits else x0_pred)[:, RGB_CHANNELS:])
             return x0_final, x0_final
         x0_hat = self.clamp_x0(x0_pred)
         ab_t, ab_prev = self.alpha_bar(t), self.alpha_bar(t_prev)
