@@ -179,7 +179,9 @@ class TrainLoop:
         power = self.train_cfg["mask_class_weight_power"]
         if power:
             if not data_stats or "mean_area" not in data_stats:
-                raise ValueError("train.mask_class_weight_power > 0 needs the training mask statistics")
+                raise ValueError(
+                    "train.mask_class_weight_power > 0 needs the training mask statistics"
+                )
             cap = self.train_cfg["mask_class_weight_cap"] or DEFAULT_CLASS_WEIGHT_CAP
             self.mask_class_weights = mask_class_weights(data_stats["mean_area"], power, cap)
 
@@ -222,7 +224,7 @@ class TrainLoop:
         self.step = int(ckpt["step"])
         stored = ckpt.get("mask_class_weights")
         if self.mask_class_weights is not None and stored is not None:
-            # The weights the run started with, so that a resumed run trains exactly as one uninterrupted.
+            # The weights the run started with: a resumed run trains exactly as an uninterrupted one.
             if list(stored) != list(self.mask_class_weights):
                 logger.info("mask class weights from the checkpoint: %s", stored)
             self.mask_class_weights = list(stored)

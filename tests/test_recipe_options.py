@@ -76,7 +76,7 @@ def _loop(tmp_path, *overrides, stats=None):
 
 def test_ema_after_warmup_steps_equals_hand_computation(tmp_path):
     loop = _loop(tmp_path, "train.ema_warmup=true", "train.ema_rate=0.995")
-    ema = [p.detach().clone() for p in loop.model.parameters()]  # the EMA starts at the initial weights
+    ema = [p.detach().clone() for p in loop.model.parameters()]  # the EMA starts at the init
     for step in range(4):
         loop._train_step(next(loop.data)[0])
         loop.step += 1
@@ -368,3 +368,19 @@ def test_release_configs_keep_the_release_behaviour():
         assert cfg["diffusion"]["params"]["mask_mode"] == "consistent"
         assert cfg["train"]["ema_warmup"] and cfg["train"]["seperate_channel_loss"]
         assert yaml.safe_load(yaml.safe_dump(cfg)) == cfg
+
+
+def test_models_of_a_pair_must_share_the_mask_numerics():
+    from defect_gen.fileio import CheckpointError
+    from defect_gen.sampling import LoadedModel, check_compatible
+
+    def loaded(name, kind, *overrides):
+        cfg = load_config(REPO / f"configs/{name}.yaml", list(overrides))
+        return LoadedModel(f"{name}.pt", kind, None, cfg, name, 1, None, None, "ema", None)
+
+    large = loaded("cpu_large", "large")
+    check_compatible(large, loaded("cpu_small", "small"))
+    with pytest.raises(CheckpointError, match="diffusion mask_mode consistent vs faithful"):
+        check_compatible(large, loaded("cpu_small", "small", "diffusion.params.mask_mode=faithful"))
+    with pytest.raises(CheckpointError, match="train.seperate_channel_loss True vs False"):
+        check_compatible(large, loaded("cpu_small", "small", "train.seperate_channel_loss=false"))
