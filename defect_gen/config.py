@@ -12,7 +12,7 @@ import re
 import blobfile as bf
 import yaml
 
-from .gaussian_diffusion import SCHEDULES, GaussianDiffusion, Parameterization
+from .gaussian_diffusion import MASK_MODES, SCHEDULES, GaussianDiffusion, Parameterization
 from .masks import check_channels, num_defect_from_channels
 from .patch_unet import PatchUNetModel
 from .unet import UNetModel
@@ -54,7 +54,12 @@ REQUIRED_MODEL_PARAMS = (
 DEFAULTS = {
     "diffusion": {
         "target": "diffusion.base_diffusion.ColdDiffusion",
-        "params": {"parameterization": "x0", "schedule": "cosine", "num_timestep": 1000},
+        "params": {
+            "parameterization": "x0",
+            "schedule": "cosine",
+            "num_timestep": 1000,
+            "mask_mode": "faithful",  # faithful (the release's sampler) | consistent (see GaussianDiffusion)
+        },
     },
     "model": {"target": None, "params": {}, "ckpt": None},
     "data": {
@@ -68,6 +73,9 @@ DEFAULTS = {
             "classes": None,  # MVTec layout: type names in class order; default sorted names
             "keep_aspect": False,
             "random_flip": False,
+            "crop": None,  # train on crops of this side (px) centred near a defect pixel; None: off
+            "crop_random": None,  # with crop: probability of a uniform random crop instead (default 0.25)
+            "num_good": 0,  # add the first N good images (all-background masks) to the training set
         },
     },
     "optimizer": {
@@ -81,6 +89,7 @@ DEFAULTS = {
         "eval_interval": 10,  # the release's key; it never used it, we log every `log_interval`
         "log_interval": 10,
         "ema_rate": 0.9999,
+        "ema_warmup": False,  # effective rate min(ema_rate, (1 + step) / (10 + step)); see train_util
         "grad_clip": None,  # max global grad norm; None: no clipping, as the release
         "precision": "fp32",  # fp32 | bf16 | fp16 (autocast)
         "channels_last": False,
@@ -88,12 +97,17 @@ DEFAULTS = {
         "seed": 0,
         "seperate_channel_loss": False,
         "mask_loss_weight": 0.2,
+        "mask_class_weight_power": 0.0,  # > 0: weight the mask loss per class; see mask_class_weights
+        "mask_class_weight_cap": None,  # the largest class weight (default 10 when the power is > 0)
         "preview_respacing": "50",
         "keep_checkpoints": None,  # keep the newest N checkpoint files; None keeps all
     },
 }
 PRECISIONS = ("fp32", "bf16", "fp16")
-FLOAT_KEYS = ("lr", "weight_decay", "ema_rate", "mask_loss_weight", "grad_clip")
+FLOAT_KEYS = (
+    "lr", "weight_decay", "ema_rate", "mask_loss_weight", "grad_clip", "mask_class_weight_cap",
+    "crop_random",
+)  # fmt: skip
 GROUPNORM_GROUPS = 32  # defect_gen.nn.normalization
 
 
@@ -180,7 +194,9 @@ TRAINING_KEYS = (
     "data.params.resolution", "data.params.num_image_train", "data.params.num_defect",
     "data.params.classes", "data.params.keep_aspect", "data.params.random_flip", "optimizer",
     "train.ema_rate", "train.grad_clip", "train.precision", "train.seed",
-    "train.seperate_channel_loss", "train.mask_loss_weight",
+    "train.seperate_channel_loss", "train.mask_loss_weight", "train.ema_warmup",
+    "train.mask_class_weight_power", "train.mask_class_weight_cap", "data.params.crop",
+    "data.params.crop_random", "data.params.num_good",
 )  # fmt: skip
 # Of those, the ones a checkpoint's weights cannot follow: refused even with --allow_config_change.
 FIXED_ON_RESUME = ("model.target", "model.params", "data.params.num_defect")
@@ -196,6 +212,7 @@ RULES = {
     "diffusion.params.parameterization": Rule("choice", choices=tuple(p.value for p in Parameterization)),
     "diffusion.params.schedule": Rule("choice", choices=SCHEDULES),
     "diffusion.params.num_timestep": Rule("int", 1),
+    "diffusion.params.mask_mode": Rule("choice", choices=MASK_MODES),
     "model.ckpt": Rule("str", null=True),
     "model.params.image_size": Rule("int", 1, null=True),
     "model.params.in_channels": Rule("int", 1, null=True),
@@ -226,6 +243,9 @@ RULES = {
     "data.params.classes": Rule("str_list", null=True),
     "data.params.keep_aspect": Rule("bool"),
     "data.params.random_flip": Rule("bool"),
+    "data.params.crop": Rule("int", 1, null=True),
+    "data.params.crop_random": Rule("float", 0, 1, null=True),
+    "data.params.num_good": Rule("int", 0),
     "optimizer.params.lr": _positive_float(),
     "optimizer.params.weight_decay": Rule("float", 0),
     "optimizer.params.betas": Rule("float_list", 0, 1, open_hi=True, length=2),
@@ -244,6 +264,9 @@ RULES = {
     "train.seed": Rule("int", 0),
     "train.seperate_channel_loss": Rule("bool"),
     "train.mask_loss_weight": Rule("float", 0),
+    "train.ema_warmup": Rule("bool"),
+    "train.mask_class_weight_power": Rule("float", 0),
+    "train.mask_class_weight_cap": Rule("float", 1, null=True),
     "train.preview_respacing": Rule("str_or_int"),
     "train.keep_checkpoints": Rule("int", 1, null=True),  # null keeps all
 }
@@ -466,7 +489,18 @@ def validate(cfg, source="config", origins=None):
             f"{origin('model.params.in_channels')}: {exc}{_from(origin, 'data.params.num_defect', source)}"
             f"; set model.params.in_channels/out_channels accordingly"
         ) from None
-    dparams = cfg["diffusion"]["params"]
+    diff = cfg["diffusion"]
+    if diff["target"] not in DIFFUSION_TARGETS:
+        raise ConfigError(
+            f"{source}: diffusion.target {diff['target']!r} is not one of {DIFFUSION_TARGETS}"
+        )
+    dparams = diff["params"]
+    if dparams.get("schedule") not in SCHEDULES:
+        raise ConfigError(f"{source}: diffusion.params.schedule must be one of {SCHEDULES}")
+    if dparams.get("parameterization") not in [p.value for p in Parameterization]:
+        raise ConfigError(f"{source}: diffusion.params.parameterization must be x0 or eps")
+    if dparams.get("mask_mode") not in MASK_MODES:
+        raise ConfigError(f"{source}: diffusion.params.mask_mode must be one of {MASK_MODES}")
     train = cfg["train"]
     if train["seperate_channel_loss"] and dparams["parameterization"] != "x0":
         raise ConfigError(
@@ -478,6 +512,7 @@ def validate(cfg, source="config", origins=None):
     if res % ds:
         where = origin("data.params.resolution")
         raise ConfigError(f"{where}: data.params.resolution {res} must be a multiple of {ds}")
+    _validate_recipe_options(cfg, source)
     return cfg
 
 
@@ -520,6 +555,48 @@ def training_changes(old, new):
 def fixed_on_resume(key):
     """Tell whether a changed `key` can never be applied to a resumed run (the weights depend on it)."""
     return _covered(key, FIXED_ON_RESUME)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _validate_recipe_options(cfg, source):
+    """Check the EMA warm-up, class-weight, crop and good-image keys."""
+    train, data = cfg["train"], cfg["data"]["params"]
+    if not isinstance(train["ema_warmup"], bool):
+        raise ConfigError(f"{source}: train.ema_warmup must be true or false")
+    power, cap = train["mask_class_weight_power"], train["mask_class_weight_cap"]
+    if not _is_number(power) or power < 0:
+        raise ConfigError(f"{source}: train.mask_class_weight_power must be a number >= 0")
+    if cap is not None:
+        if not power:
+            raise ConfigError(
+                f"{source}: train.mask_class_weight_cap is set but train.mask_class_weight_power is "
+                "0 (class weights off): set a power > 0 or remove the cap"
+            )
+        if not _is_number(cap) or cap < 1:
+            raise ConfigError(f"{source}: train.mask_class_weight_cap must be a number >= 1")
+    crop, res = data["crop"], data["resolution"]
+    if crop is not None:
+        ds = 2 ** (len(cfg["model"]["params"].get("channel_mult") or (1, 2, 4)) - 1)
+        if not isinstance(crop, int) or isinstance(crop, bool) or not 1 <= crop <= res:
+            raise ConfigError(
+                f"{source}: data.params.crop must be an integer in 1..{res} "
+                f"(data.params.resolution), got {crop!r}"
+            )
+        if crop % ds:
+            raise ConfigError(f"{source}: data.params.crop {crop} must be a multiple of {ds}")
+    if data["crop_random"] is not None:
+        if crop is None:
+            raise ConfigError(
+                f"{source}: data.params.crop_random is set but data.params.crop is not (crops off)"
+            )
+        if not _is_number(data["crop_random"]) or not 0 <= data["crop_random"] <= 1:
+            raise ConfigError(f"{source}: data.params.crop_random must lie in [0, 1]")
+    num_good = data["num_good"]
+    if not isinstance(num_good, int) or isinstance(num_good, bool) or num_good < 0:
+        raise ConfigError(f"{source}: data.params.num_good must be a non-negative integer")
 
 
 def build_model(cfg, source="config"):

@@ -34,6 +34,8 @@ class Sampler(enum.Enum):
 
 
 SCHEDULES = ("cosine", "linear")
+# How the sampler reads the mask channels of the model's output (see GaussianDiffusion).
+MASK_MODES = ("faithful", "consistent")
 
 
 def get_named_beta_schedule(
@@ -92,7 +94,15 @@ class GaussianDiffusion:
     :param seperate_channel_loss: MSE on RGB plus `mask_loss_weight` x cross-entropy on the mask channels
         (x0 parameterisation only) instead of MSE over all channels. The release's spelling.
     :param mask_loss_weight: weight of the mask cross-entropy (the release's 0.2).
-    :param clip_denoised: clamp predicted x0 to [-1, 1] when sampling.
+    :param clip_denoised: clamp predicted x0 when sampling: every channel to [-1, 1] in the faithful
+        mask mode; RGB to [-1, 1] and mask channels to [0, 1] in the consistent one.
+    :param mask_mode: how the sampler treats the mask channels.
+        "faithful" (the release's): the model output is x0 for every channel, whatever the loss.
+        "consistent": with `seperate_channel_loss` the mask outputs are the logits the cross-entropy
+        trained, so the sampler takes their softmax as the x0 mask (probabilities) before the update;
+        mask channels of x0 are clamped to [0, 1] (their data range) instead of [-1, 1]; and the final
+        step gives the one-hot of the argmax of the unclamped mask prediction as the clean mask, so no
+        clamp can tie channels at 1.0 and turn a defect into background.
     """
 
     def __init__(
@@ -104,6 +114,7 @@ class GaussianDiffusion:
         seperate_channel_loss=False,
         mask_loss_weight=0.2,
         clip_denoised=True,
+        mask_mode="faithful",
         linear_start=1e-4,
         linear_end=2e-2,
         cosine_s=8e-3,
@@ -113,6 +124,9 @@ class GaussianDiffusion:
         self.seperate_channel_loss = bool(seperate_channel_loss)
         self.mask_loss_weight = float(mask_loss_weight)
         self.clip_denoised = clip_denoised
+        if mask_mode not in MASK_MODES:
+            raise ValueError(f"unknown mask_mode {mask_mode!r}; choose one of {MASK_MODES}")
+        self.mask_mode = mask_mode
         if self.seperate_channel_loss and self.parameterization is not Parameterization.X0:
             raise ValueError(
                 "seperate_channel_loss needs parameterization x0: the mask cross-entropy is taken on the "
@@ -148,13 +162,19 @@ class GaussianDiffusion:
             + _extract(self.sqrt_one_minus_alphas_cumprod, t, x_start.dim()) * noise
         )
 
-    def training_losses(self, model, x_start, t, noise=None, model_kwargs=None):
+    def training_losses(
+        self, model, x_start, t, noise=None, model_kwargs=None, mask_class_weights=None
+    ):
         """
         Give the per-sample training losses at timesteps `t`.
 
         :param model: called as model(x_t, t, **model_kwargs).
         :param x_start: an [N x C x H x W] Tensor in the channel layout.
         :param t: an [N] LongTensor of timesteps.
+        :param mask_class_weights: None, or a [K + 1] Tensor of per-class weights (background first):
+            each pixel's mask loss (its cross-entropy, or with the plain MSE loss its squared errors on
+            the mask channels) is multiplied by the weight of its true class (soft targets: the
+            target-weighted mix of the weights).
         :return: a dict of [N] Tensors: "loss", and "loss_rgb" and "loss_mask" (the parts; with the plain
             MSE loss they are the MSE over the RGB and over the mask channels, for logging).
         """
@@ -165,11 +185,26 @@ class GaussianDiffusion:
         target = x_start if self.parameterization is Parameterization.X0 else noise
         sq = (out - target) ** 2
         loss_rgb = mean_flat(sq[:, :RGB_CHANNELS])
+        pixel_weight = None
+        if mask_class_weights is not None:
+            weights = torch.as_tensor(mask_class_weights, dtype=torch.float32, device=out.device)
+            if weights.shape != (x_start.shape[1] - RGB_CHANNELS,):
+                raise ValueError(
+                    f"{weights.numel()} mask class weights for "
+                    f"{x_start.shape[1] - RGB_CHANNELS} mask channels"
+                )
+            # [N x 1 x H x W]: the weight of each pixel's class, from the clean mask (x_start).
+            pixel_weight = torch.einsum("nkhw,k->nhw", x_start[:, RGB_CHANNELS:].float(), weights)
+            pixel_weight = pixel_weight.unsqueeze(1)
         if self.seperate_channel_loss:
             ce = F.cross_entropy(out[:, RGB_CHANNELS:], target[:, RGB_CHANNELS:], reduction="none")
+            if pixel_weight is not None:
+                ce = ce * pixel_weight[:, 0]
             loss_mask = mean_flat(ce)
             loss = loss_rgb + self.mask_loss_weight * loss_mask
         else:
+            if pixel_weight is not None:
+                sq = torch.cat([sq[:, :RGB_CHANNELS], sq[:, RGB_CHANNELS:] * pixel_weight], dim=1)
             loss_mask = mean_flat(sq[:, RGB_CHANNELS:])
             loss = mean_flat(sq)
         return {"loss": loss, "loss_rgb": loss_rgb, "loss_mask": loss_mask}
@@ -189,6 +224,43 @@ class GaussianDiffusion:
             x0 = x_t / math.sqrt(ab) - math.sqrt(1.0 / ab - 1.0) * eps
         return x0, eps
 
+    def model_x0(self, model_out):
+        """
+        Give the x0 prediction a model output stands for (x0 parameterisation), before clamping.
+
+        In the consistent mask mode a model trained with the cross-entropy mask loss outputs logits:
+        their softmax (class probabilities, in [0, 1] like the one-hot data) is its x0 mask. Otherwise
+        the output is returned as it is.
+        """
+        if self.mask_mode == "consistent" and self.seperate_channel_loss:
+            rgb, logits = model_out[:, :RGB_CHANNELS], model_out[:, RGB_CHANNELS:]
+            return torch.cat([rgb, torch.softmax(logits.float(), dim=1).to(rgb.dtype)], dim=1)
+        return model_out
+
+    def clamp_x0(self, x0):
+        """
+        Give x0 clamped to its data range when `clip_denoised`: [-1, 1] for every channel in the
+        faithful mode (the release's); RGB to [-1, 1] and mask channels to [0, 1] in the consistent one.
+        """
+        if not self.clip_denoised:
+            return x0
+        if self.mask_mode == "faithful":
+            return x0.clamp(-1, 1)
+        return torch.cat(
+            [x0[:, :RGB_CHANNELS].clamp(-1, 1), x0[:, RGB_CHANNELS:].clamp(0, 1)], dim=1
+        )
+
+    def final_x0(self, x0_pred, mask_scores):
+        """
+        Give the clean sample of the last step in the consistent mode: the clamped x0's RGB and the
+        one-hot of the argmax of `mask_scores`, the unclamped mask prediction (the logits of a
+        cross-entropy model), so that clamped channels tied at 1.0 cannot decode to background.
+        """
+        x0_hat = self.clamp_x0(x0_pred)
+        mask = mask_scores
+        onehot = F.one_hot(mask.argmax(dim=1), mask.shape[1]).movedim(-1, 1).to(x0_hat.dtype)
+        return torch.cat([x0_hat[:, :RGB_CHANNELS], onehot], dim=1)
+
     def sample_step(self, model_out, x_t, t, t_prev, *, sampler="cold", eta=0.0, generator=None):
         """
         Give (x_{t_prev}, x0_hat): one reverse step from original timestep t to t_prev < t.
@@ -202,8 +274,12 @@ class GaussianDiffusion:
         :param generator: for the noise of stochastic samplers; see :func:`per_sample_randn`.
         """
         sampler = Sampler(sampler)
-        x0_pred, eps = self.predict_x0_and_eps(model_out, x_t, t)
-        x0_hat = x0_pred.clamp(-1, 1) if self.clip_denoised else x0_pred
+        x0_pred, eps = self.predict_x0_and_eps(self.model_x0(model_out), x_t, t)
+        if self.mask_mode == "consistent" and t_prev < 0:
+            logits = self.seperate_channel_loss
+            x0_final = self.final_x0(x0_pred, (model_out if logits else x0_pred)[:, RGB_CHANNELS:])
+            return x0_final, x0_final
+        x0_hat = self.clamp_x0(x0_pred)
         ab_t, ab_prev = self.alpha_bar(t), self.alpha_bar(t_prev)
 
         if sampler is Sampler.COLD:

@@ -48,6 +48,7 @@ LAYOUTS = {
 }
 
 _CHECK_THREADS = 16
+DEFAULT_CROP_RANDOM = 0.25  # data.params.crop_random when not set
 
 
 class DatasetError(ValueError):
@@ -69,10 +70,11 @@ class Pair:
 
     ``class_id``: for the MVTec layout the class of the pair's defect type; for the class-index layouts
     the mask's most frequent defect class (0 when it has none, or when files were not checked).
+    ``mask`` is None for a good image (see :func:`find_good_pairs`): its mask is all background.
     """
 
     image: str
-    mask: str
+    mask: str | None
     defect_type: str
     class_id: int
 
@@ -434,6 +436,41 @@ def _inspect_pair(image_path, mask_path, binary, max_value):
     return np.bincount(values.ravel())
 
 
+def find_good_pairs(data_dir, num_good):
+    """
+    Give the first `num_good` (sorted by name) good images of a dataset as Pairs with mask None.
+
+    Good images are read from ``train/good`` (the MVTec layout's training images) when it holds
+    images, else from the ``good`` folder beside the defect-type folders (``test/good`` or
+    ``image/good``). Fewer than `num_good` gives those found, with a warning; none is a DatasetError.
+    Each selected image is opened (readable, 8-bit).
+    """
+    data_dir = str(data_dir)
+    if int(num_good) != num_good or num_good < 1:
+        raise DatasetError(f"num_good must be a positive integer, got {num_good!r}")
+    _, image_root, _ = _detect_layout(data_dir)
+    folders = [bf.join(data_dir, "train", "good")]
+    folders += [bf.join(image_root, d) for d in _entries(image_root)[1] if _is_skipped(d)]
+    for folder in folders:
+        if not bf.isdir(folder):
+            continue
+        names = [n for n in _entries(folder)[0] if _is_image(n)]
+        if names:
+            break
+    else:
+        raise DatasetError(
+            f"{data_dir}: data.params.num_good={num_good} but no good images found "
+            f"(looked in {' and '.join(folders)})"
+        )
+    if len(names) < num_good:
+        logger.warning("%s: %d good images, fewer than num_good=%d", folder, len(names), num_good)
+    pairs = [Pair(bf.join(folder, name), None, "good", 0) for name in names[:num_good]]
+    for pair in pairs:
+        _to_rgb(_open(pair.image), pair.image)
+    logger.info("good images: %d from %s, with all-background masks", len(pairs), folder)
+    return pairs
+
+
 # ----------------------------------------------------------------------------------------------
 # Reading files
 
@@ -504,6 +541,9 @@ def _check_max(values, path, max_value):
 
 def read_mask(pair, index):
     """Give the [H x W] int64 class-index map of a pair (MVTec: 0 / the pair's class id)."""
+    if pair.mask is None:
+        width, height = _open(pair.image).size
+        return np.zeros((height, width), np.int64)
     values = _mask_values(_open(pair.mask), pair.mask, index.binary_masks)
     if index.binary_masks:
         return np.where(values != 0, pair.class_id, 0).astype(np.int64)
@@ -516,9 +556,12 @@ def read_pair(pair, index):
     Give a pair's image and class-index map at full resolution.
 
     :return: (uint8 [H x W x 3] RGB array, int64 [H x W] class-index map). MVTec 0/255 masks become
-        0 / the pair's class id (any nonzero value is defect).
+        0 / the pair's class id (any nonzero value is defect). A good image (mask None) gives zeros.
     """
     image = _open(pair.image)
+    if pair.mask is None:
+        rgb = _to_rgb(image, pair.image)
+        return rgb, np.zeros(rgb.shape[:2], np.int64)
     mask = _open(pair.mask)
     _check_sizes(image, mask, pair.image, pair.mask)
     rgb = _to_rgb(image, pair.image)
@@ -540,9 +583,16 @@ class DefectDataset(torch.utils.data.Dataset):
     An item is ``(idx, aug_seed)`` or a plain ``idx`` (aug_seed 0). All randomness (crop, flip) is drawn
     from a torch.Generator seeded with aug_seed, so a sample is a pure function of (idx, aug_seed).
     Resized images are cached in memory.
+
+    :param crop: None, or the side in pixels of a crop taken from the resized (resolution-sized) sample:
+        centred near a defect pixel (see :func:`defect_crop_window`), or with probability `crop_random`
+        (and for masks without defects) a uniform random crop. Samples are then crop x crop.
     """
 
-    def __init__(self, index, *, resolution, num_defect, keep_aspect=False, random_flip=False):
+    def __init__(
+        self, index, *, resolution, num_defect, keep_aspect=False, random_flip=False, crop=None,
+        crop_random=DEFAULT_CROP_RANDOM,
+    ):  # fmt: skip
         masks.num_channels(num_defect)
         if int(resolution) != resolution or resolution < 1:
             raise ValueError(f"resolution must be a positive integer, got {resolution!r}")
@@ -559,6 +609,12 @@ class DefectDataset(torch.utils.data.Dataset):
         self.num_defect = int(num_defect)
         self.keep_aspect = keep_aspect
         self.random_flip = random_flip
+        if crop is not None and (int(crop) != crop or not 1 <= crop <= self.resolution):
+            raise ValueError(f"crop must be an integer in 1..{self.resolution}, got {crop!r}")
+        if not 0 <= crop_random <= 1:
+            raise ValueError(f"crop_random must lie in [0, 1], got {crop_random!r}")
+        self.crop = None if crop is None else int(crop)
+        self.crop_random = float(crop_random)
         self._cache = {}
 
     def __len__(self):
@@ -581,6 +637,7 @@ class DefectDataset(torch.utils.data.Dataset):
         # Drawn whatever the options, so that turning one option on never shifts another's randomness.
         generator = torch.Generator().manual_seed(int(aug_seed))
         u_top, u_left, u_flip = torch.rand(3, generator=generator).tolist()
+        u_crop = torch.rand(5, generator=generator).tolist()
         size = self.resolution
         height, width = index_map.shape
         top = min(int(u_top * (height - size + 1)), height - size)
@@ -589,6 +646,10 @@ class DefectDataset(torch.utils.data.Dataset):
         index_map = index_map[top : top + size, left : left + size]
         if self.random_flip and u_flip < 0.5:
             rgb, index_map = rgb[:, ::-1], index_map[:, ::-1]
+        if self.crop is not None:
+            top, left, _ = defect_crop_window(index_map, self.crop, u_crop, self.crop_random)
+            rgb = rgb[top : top + self.crop, left : left + self.crop]
+            index_map = index_map[top : top + self.crop, left : left + self.crop]
 
         # Copies: the cache must not share memory with what callers get.
         rgb = torch.from_numpy(np.array(rgb, order="C")).permute(2, 0, 1).float() / 127.5 - 1
@@ -623,6 +684,40 @@ class DefectDataset(torch.utils.data.Dataset):
             index_map = np.asarray(Image.fromarray(compact).resize(target, Image.NEAREST))
         self._cache[idx] = (rgb, index_map)
         return self._cache[idx]
+
+
+def defect_crop_window(index_map, size, u, random_share=DEFAULT_CROP_RANDOM):
+    """
+    Give (top, left, centre) of a size x size crop of an [H x W] class-index map.
+
+    With probability 1 - `random_share` (and when the map holds a defect) the crop is centred near a
+    defect pixel: a class drawn uniformly from the defect classes present (so a thin class is not
+    outweighed by a large one), a pixel drawn uniformly from that class, the centre moved from it by a
+    uniform offset of at most size // 4 per axis, the window then shifted inside the map; it always
+    holds that pixel, `centre` = (row, col). Otherwise a uniform random crop, `centre` None.
+
+    :param u: five numbers in [0, 1): random-or-defect, class, pixel, row offset, column offset.
+    """
+    u_random, u_class, u_pixel, u_row, u_col = u
+    height, width = index_map.shape
+    if not 1 <= size <= min(height, width):
+        raise ValueError(f"crop {size} does not fit a {height}x{width} sample")
+    present = np.unique(index_map)
+    present = present[present > 0]
+    if not len(present) or u_random < random_share:
+        top = min(int(u_row * (height - size + 1)), height - size)
+        left = min(int(u_col * (width - size + 1)), width - size)
+        return top, left, None
+    k = present[min(int(u_class * len(present)), len(present) - 1)]
+    rows, cols = np.nonzero(index_map == k)
+    i = min(int(u_pixel * len(rows)), len(rows) - 1)
+    row, col = int(rows[i]), int(cols[i])
+    reach = size // 4
+    top = row + int(round((2 * u_row - 1) * reach)) - size // 2
+    left = col + int(round((2 * u_col - 1) * reach)) - size // 2
+    top = min(max(top, 0), height - size)
+    left = min(max(left, 0), width - size)
+    return top, left, (row, col)
 
 
 def collate(samples):
@@ -725,6 +820,8 @@ def load_data(
     classes=None,
     keep_aspect=False,
     random_flip=False,
+    crop=None,
+    crop_random=DEFAULT_CROP_RANDOM,
     num_workers=0,
     shard=0,
     num_shards=1,
@@ -742,6 +839,7 @@ def load_data(
 
     :param data_dir: a dataset folder, read with find_pairs(num_defect, classes, num_image_train);
         or pass a ready ``index`` instead.
+    :param crop, crop_random: see DefectDataset.
     """
     if (data_dir is None) == (index is None):
         raise ValueError("load_data needs exactly one of data_dir and index")
@@ -755,6 +853,8 @@ def load_data(
         num_defect=num_defect,
         keep_aspect=keep_aspect,
         random_flip=random_flip,
+        crop=crop,
+        crop_random=crop_random,
     )
     sampler = ShardBatchSampler(
         len(dataset),
@@ -782,6 +882,26 @@ def load_data(
 
 # ----------------------------------------------------------------------------------------------
 # Statistics and conversion
+
+
+def mask_class_weights(mean_area, power, cap):
+    """
+    Give per-class mask-loss weights [K + 1] (background first) from the classes' pixel shares.
+
+    w_k = min(cap, (a_max / a_k) ** power), a_k the mean share of the masks' pixels in class k
+    (``mask_statistics``' "mean_area") and a_max the largest share (usually background, weight 1):
+    a class 100 times rarer than background weighs 10 at power 0.5. A class with no pixels in the
+    training masks never is a target; it gets weight 1. Plain floats, rounded to 6 significant digits
+    so that they survive a YAML/JSON round trip unchanged.
+    """
+    if power < 0 or cap < 1:
+        raise ValueError(f"need power >= 0 and cap >= 1, got power {power} and cap {cap}")
+    area = [float(a) for a in mean_area]
+    top = max(area)
+    if top <= 0:
+        raise ValueError("the training masks hold no pixels")
+    return [float(f"{min(cap, (top / a) ** power):.6g}") if a > 0 else 1.0 for a in area]
+
 
 
 def mask_statistics(index, *, num_defect):

@@ -233,8 +233,11 @@ def check_compatible(large, small, *, num_defect=None):
         ("in/out channels", large.channels, small.channels),
         ("num_defect", large.num_defect, small.num_defect),
     ]
-    for key in ("schedule", "parameterization", "num_timestep"):
+    for key in ("schedule", "parameterization", "num_timestep", "mask_mode"):
         pairs.append((f"diffusion {key}", large.diffusion_params[key], small.diffusion_params[key]))
+    if large.diffusion_params["mask_mode"] == "consistent":  # logits or x0 mask outputs: must agree
+        loss = [m.cfg["train"]["seperate_channel_loss"] for m in (large, small)]
+        pairs.append(("train.seperate_channel_loss", *loss))
     if large.classes and small.classes:
         pairs.append(("classes", list(large.classes), list(small.classes)))
     for name, a, b in pairs:

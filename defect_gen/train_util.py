@@ -25,14 +25,29 @@ from tqdm.auto import tqdm
 from . import __version__, dist_util
 from .config import model_kind
 from .fileio import CheckpointError, atomic_write_bytes, atomic_write_text, load_torch, save_torch
+from .image_datasets import mask_class_weights
 from .masks import decode, make_grid, overlay, split, to_uint8_rgb
 from .nn import update_ema
 from .two_stage import sample_two_stage
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_CLASS_WEIGHT_CAP = 10.0  # train.mask_class_weight_cap when not set
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 FAULT_ENV = "DEFECT_GEN_FAULT"  # test hook: "kill_after_save:STEP" or "kill_during_save:STEP"
+
+
+def ema_rate_at(rate, step, warmup):
+    """
+    Give the EMA rate of the update that follows optimizer step number `step` + 1 (`step` = the steps
+    done before it: 0 for the first update).
+
+    With `warmup` the rate is min(rate, (1 + step) / (10 + step)): 0.1 at step 0 (the EMA starts near
+    the trained weights, not the random ones), 0.5 at step 8, 0.9 at 80, 0.99 at 890, 0.999 at 8990,
+    then `rate`; so the EMA of a short run averages over roughly its last tenth instead of lagging
+    behind from the initial weights. A pure function of the step, so resume stays exact.
+    """
+    return min(rate, (1 + step) / (10 + step)) if warmup else rate
 
 
 class TrainingError(RuntimeError):
@@ -160,6 +175,15 @@ class TrainLoop:
         self.generator.manual_seed(self.train_cfg["seed"] * 1000003 + self.rank)
         torch.manual_seed(self.train_cfg["seed"] * 1000003 + self.rank)
         self.step = 0
+        self.mask_class_weights = None
+        power = self.train_cfg["mask_class_weight_power"]
+        if power:
+            if not data_stats or "mean_area" not in data_stats:
+                raise ValueError(
+                    "train.mask_class_weight_power > 0 needs the training mask statistics"
+                )
+            cap = self.train_cfg["mask_class_weight_cap"] or DEFAULT_CLASS_WEIGHT_CAP
+            self.mask_class_weights = mask_class_weights(data_stats["mean_area"], power, cap)
 
         resume = resume or latest_checkpoint(work_dir)
         if resume:
@@ -199,6 +223,12 @@ class TrainLoop:
             elif self.rank:
                 logger.warning("no RNG state saved for rank %d: it is re-seeded", self.rank)
         self.step = int(ckpt["step"])
+        stored = ckpt.get("mask_class_weights")
+        if self.mask_class_weights is not None and stored is not None:
+            # The weights the run started with: a resumed run trains exactly as an uninterrupted one.
+            if list(stored) != list(self.mask_class_weights):
+                logger.info("mask class weights from the checkpoint: %s", stored)
+            self.mask_class_weights = list(stored)
         logger.info("resumed from %s at step %d", path, self.step)
 
     def _init_from(self, path):
@@ -274,7 +304,9 @@ class TrainLoop:
         with torch.autocast(
             self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
         ):
-            losses = self.diffusion.training_losses(self.forward, batch, t, noise)
+            losses = self.diffusion.training_losses(
+                self.forward, batch, t, noise, mask_class_weights=self.mask_class_weights
+            )
         loss = losses["loss"].mean()
         if not torch.isfinite(loss):
             latest = latest_checkpoint(self.work_dir)
@@ -291,7 +323,8 @@ class TrainLoop:
         )
         self.scaler.step(self.opt)
         self.scaler.update()
-        update_ema(self.ema.parameters(), self.model.parameters(), rate=self.train_cfg["ema_rate"])
+        rate = ema_rate_at(self.train_cfg["ema_rate"], self.step, self.train_cfg["ema_warmup"])
+        update_ema(self.ema.parameters(), self.model.parameters(), rate=rate)
         for b_ema, b in zip(self.ema.buffers(), self.model.buffers()):
             b_ema.copy_(b)
 
@@ -360,6 +393,7 @@ class TrainLoop:
             "kind": model_kind(self.cfg),
             "classes": self.classes,
             "data_stats": self.data_stats,
+            "mask_class_weights": self.mask_class_weights,
             "world_size": self.world_size,
             "version": __version__,
         }

@@ -33,7 +33,13 @@ from defect_gen.folders import (  # noqa: E402
     check_writable_folder,
     remove_stale_temp_files,
 )
-from defect_gen.image_datasets import find_pairs, load_data, mask_statistics  # noqa: E402
+from defect_gen.image_datasets import (  # noqa: E402
+    DEFAULT_CROP_RANDOM,
+    find_good_pairs,
+    find_pairs,
+    load_data,
+    mask_statistics,
+)
 from defect_gen.logger import configure_logging  # noqa: E402
 from defect_gen.nn import count_parameters  # noqa: E402
 from defect_gen.train_util import TrainLoop, latest_checkpoint, read_checkpoint  # noqa: E402
@@ -174,11 +180,19 @@ def _train(args, cfg, device, rank, world, lock):
     if ckpt is not None and iterations == int(ckpt["step"]):
         warn(f"{resume}: already at step {iterations} = train.iterations; nothing to train")
         return None
+    train_index = index
+    if data["num_good"]:
+        train_index = index.subset(index.pairs + find_good_pairs(data["dir"], data["num_good"]))
+    pairs_text = f"{len(index.pairs)} pairs"
+    if len(train_index.pairs) > len(index.pairs):
+        pairs_text += f" + {len(train_index.pairs) - len(index.pairs)} good images"
+    crop_random = DEFAULT_CROP_RANDOM if data["crop_random"] is None else data["crop_random"]
 
     def make_data(start_step):
         return load_data(
-            index=index, batch_size=cfg["data"]["bs_per_gpu"], resolution=data["resolution"],
+            index=train_index, batch_size=cfg["data"]["bs_per_gpu"], resolution=data["resolution"],
             num_defect=data["num_defect"], keep_aspect=data["keep_aspect"], random_flip=data["random_flip"],
+            crop=data["crop"], crop_random=crop_random,
             num_workers=cfg["data"]["num_workers"], shard=rank, num_shards=world,
             seed=cfg["train"]["seed"], start_step=start_step,
         )  # fmt: skip
@@ -202,7 +216,7 @@ def _train(args, cfg, device, rank, world, lock):
         atomic_write_text(bf.join(args.work_dir, "config.yaml"), dump(cfg))
         print(
             f"training {cfg['model']['target']} model: {count_parameters(model) / 1e6:.2f} M parameters, "
-            f"{data['num_defect']} defect classes ({', '.join(index.classes)}), {len(index.pairs)} pairs, "
+            f"{data['num_defect']} defect classes ({', '.join(index.classes)}), {pairs_text}, "
             f"{world} process(es) on {device.type}, work_dir {args.work_dir}",
             flush=True,
         )

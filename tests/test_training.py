@@ -276,8 +276,17 @@ def _assert_equal_states(a, b):
     assert a[3] == b[3]
 
 
-def test_exact_resume_after_kill(toy, tmp_path):
+RECIPE = [
+    "train.ema_warmup=true", "train.seperate_channel_loss=true", "diffusion.params.mask_mode=consistent",
+    "train.mask_class_weight_power=0.5", "data.params.crop=8",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("recipe", [False, True], ids=["plain", "recipe"])
+def test_exact_resume_after_kill(toy, tmp_path, recipe):
+    # recipe: with the EMA warm-up, the class-weighted CE mask loss and defect-centred crops.
     args = ["train.iterations=6", "train.save_ckpt_interval=3", "data.params.random_flip=true"]
+    args += RECIPE if recipe else ["train.ema_warmup=false"]
     straight = train(tmp_path / "straight", toy, *args)
     assert straight.returncode == 0, straight.stderr
     killed = train(tmp_path / "resumed", toy, *args, fault="kill_after_save:3")
@@ -290,6 +299,11 @@ def test_exact_resume_after_kill(toy, tmp_path):
         _state(tmp_path / "straight/checkpoints/ckpt_000006.pt"),
         _state(tmp_path / "resumed/checkpoints/ckpt_000006.pt"),
     )
+    weights = [
+        load_torch(tmp_path / run / "checkpoints/ckpt_000006.pt")["mask_class_weights"]
+        for run in ("straight", "resumed")
+    ]
+    assert weights[0] == weights[1] and (weights[0] is not None) == recipe
 
 
 def test_kill_while_writing_checkpoint_keeps_latest_complete(toy, tmp_path):
