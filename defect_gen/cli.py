@@ -5,9 +5,9 @@ What the command-line scripts share: user errors become one `error:` line and ex
 import sys
 
 from .config import ConfigError
+from .errors import TrainingError
 from .fileio import CheckpointError
 from .image_datasets import DatasetError
-from .train_util import TrainingError
 
 USER_ERRORS = (ConfigError, DatasetError, CheckpointError, TrainingError)
 EXIT_USER_ERROR = 2

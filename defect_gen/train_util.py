@@ -11,75 +11,36 @@ import copy
 import io
 import logging
 import os
-import random
 import signal
 import time
 
 import blobfile as bf
-import numpy as np
 import torch
 from PIL import Image
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
 from . import __version__, dist_util
+from .checkpoints import (
+    latest_checkpoint,
+    prune_checkpoints,
+    read_checkpoint,
+    read_weights,
+    rng_state,
+    set_rng_state,
+    write_checkpoint,
+)
 from .config import model_kind
-from .fileio import CheckpointError, atomic_write_bytes, atomic_write_text, load_torch, save_torch
+from .errors import TrainingError
+from .fileio import CheckpointError, atomic_write_bytes
 from .masks import decode, make_grid, overlay, split, to_uint8_rgb
 from .nn import update_ema
+from .precision import AUTOCAST_DTYPES
 from .two_stage import sample_two_stage
 
 logger = logging.getLogger(__name__)
 
-AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 FAULT_ENV = "DEFECT_GEN_FAULT"  # test hook: "kill_after_save:STEP" or "kill_during_save:STEP"
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. a non-finite loss); the message says what and where."""
-
-
-def checkpoint_dir(work_dir):
-    """Give the folder that holds a run's checkpoints."""
-    return bf.join(work_dir, "checkpoints")
-
-
-def latest_checkpoint(work_dir):
-    """Give the path of the newest complete checkpoint of a run, or None."""
-    pointer = bf.join(checkpoint_dir(work_dir), "latest")
-    if not bf.exists(pointer):
-        return None
-    with bf.BlobFile(pointer, "r") as f:
-        name = f.read().strip()
-    return bf.join(checkpoint_dir(work_dir), name)
-
-
-def resolve_checkpoint(path):
-    """
-    Give the checkpoint file a user means by `path`: a checkpoint file, a `latest` pointer file, a run's
-    `checkpoints/` folder or the run folder itself (the last two mean their newest complete checkpoint).
-    """
-    path = str(path)
-    if bf.isdir(path):
-        run = path if bf.exists(bf.join(path, "checkpoints")) else bf.dirname(path.rstrip("/"))
-        latest = latest_checkpoint(run)
-        if latest is None:
-            raise CheckpointError(f"{path}: folder holds no checkpoints/latest pointer")
-        return latest
-    if bf.basename(path) == "latest" and bf.exists(path):
-        return latest_checkpoint(bf.dirname(bf.dirname(path)))
-    return path
-
-
-def read_checkpoint(path):
-    """Give a checkpoint dict in our format; CheckpointError if it is unreadable or not ours."""
-    ckpt = load_torch(path)
-    missing = [k for k in ("model", "ema", "optimizer", "step", "config") if k not in ckpt]
-    if not isinstance(ckpt, dict) or missing:
-        raise CheckpointError(
-            f"{path}: not a Defect-Gen training checkpoint (missing {', '.join(missing)})"
-        )
-    return ckpt
 
 
 def _fault(kind, step):
@@ -90,25 +51,6 @@ def _fault(kind, step):
 
 def _kill_self():
     os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _rng_state(generator):
-    return {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "generator": generator.get_state(),
-    }
-
-
-def _set_rng_state(state, generator):
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    generator.set_state(state["generator"])
 
 
 class TrainLoop:
@@ -194,7 +136,7 @@ class TrainLoop:
         if rng is not None:
             state = rng[self.rank] if isinstance(rng, list) and self.rank < len(rng) else None
             if state is not None:
-                _set_rng_state(state, self.generator)
+                set_rng_state(state, self.generator)
             elif self.rank:
                 logger.warning("no RNG state saved for rank %d: it is re-seeded", self.rank)
         self.step = int(ckpt["step"])
@@ -202,13 +144,10 @@ class TrainLoop:
 
     def _init_from(self, path):
         """Start from the weights of a checkpoint (ours or the release's {model, ema, optimizer})."""
-        ckpt = load_torch(path)
-        state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
-        if not isinstance(state, dict):
-            raise CheckpointError(f"{path}: holds no model state_dict")
+        state, ema_state = read_weights(path)
         try:
             self.model.load_state_dict(state, strict=True)
-            self.ema.load_state_dict(ckpt.get("ema", state), strict=True)
+            self.ema.load_state_dict(ema_state, strict=True)
         except RuntimeError as exc:
             raise CheckpointError(
                 f"{path}: weights do not fit the configured model ({_first_line(exc)})"
@@ -342,12 +281,10 @@ class TrainLoop:
 
     def save(self):
         """Write checkpoints/ckpt_NNNNNN.pt atomically, then point `latest` at it; give its path."""
-        rng = dist_util.all_gather_object(_rng_state(self.generator))
+        rng = dist_util.all_gather_object(rng_state(self.generator))
         if not dist_util.is_main():
             dist_util.barrier()
             return None
-        name = f"ckpt_{self.step:06d}.pt"
-        path = bf.join(checkpoint_dir(self.work_dir), name)
         state = {
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict(),
@@ -363,8 +300,7 @@ class TrainLoop:
             "version": __version__,
         }
         interrupt = _kill_self if _fault("kill_during_save", self.step) else None
-        save_torch(state, path, interrupt=interrupt)
-        atomic_write_text(bf.join(checkpoint_dir(self.work_dir), "latest"), name + "\n")
+        path = write_checkpoint(state, self.work_dir, self.step, interrupt=interrupt)
         self.writer.event("checkpoint", step=self.step, path=path)
         self._prune()
         if _fault("kill_after_save", self.step):
@@ -373,13 +309,7 @@ class TrainLoop:
         return path
 
     def _prune(self):
-        keep = self.train_cfg["keep_checkpoints"]
-        if not keep:
-            return
-        folder = checkpoint_dir(self.work_dir)
-        names = sorted(n for n in bf.listdir(folder) if n.startswith("ckpt_") and n.endswith(".pt"))
-        for name in names[:-keep]:
-            bf.remove(bf.join(folder, name))
+        prune_checkpoints(self.work_dir, self.train_cfg["keep_checkpoints"])
 
 
 class _Window:

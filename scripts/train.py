@@ -28,7 +28,8 @@ from defect_gen.fileio import atomic_write_text  # noqa: E402
 from defect_gen.image_datasets import find_pairs, load_data, mask_statistics  # noqa: E402
 from defect_gen.logger import configure_logging  # noqa: E402
 from defect_gen.nn import count_parameters  # noqa: E402
-from defect_gen.train_util import TrainLoop, latest_checkpoint, read_checkpoint  # noqa: E402
+from defect_gen.checkpoints import latest_checkpoint, read_checkpoint  # noqa: E402
+from defect_gen.train_util import TrainLoop  # noqa: E402
 
 
 def parse_args(argv):

@@ -17,7 +17,7 @@ from PIL import Image
 from defect_gen.config import ConfigError, load_config
 from defect_gen.fileio import load_torch
 from defect_gen.toy_data import write_dataset
-from defect_gen.train_util import latest_checkpoint
+from defect_gen.checkpoints import latest_checkpoint
 
 BIN = Path(sys.executable).parent
 # A very small large-model run: 16 px, batch 2, a preview of 1 image with 2 steps, at the end only.
