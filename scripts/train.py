@@ -4,6 +4,9 @@ Train a Defect-Gen model (large or small, as the config says).
     python scripts/train.py --config configs/large.yaml --work_dir runs/large --data_dir DATA --num_defect 5
     mpirun -n 4 python scripts/train.py ...          # one process per GPU
     python scripts/train.py ... train.iterations=20 data.params.resolution=64   # YAML overrides
+
+Overrides may stand anywhere on the command line. Channels set to `auto` follow num_defect (K + 4);
+without --num_defect or data.params.num_defect, K is the number of classes the dataset shows.
 """
 
 import argparse
@@ -51,7 +54,7 @@ def parse_args(argv):
     )  # fmt: skip
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     parser.add_argument("overrides", nargs="*", help="section.key=value YAML overrides")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)
 
 
 def main(argv=None):
@@ -65,19 +68,33 @@ def main(argv=None):
         overrides.append(f"data.params.dir={args.data_dir}")
     if args.seperate_channel_loss is not None:
         overrides.append(f"train.seperate_channel_loss={str(args.seperate_channel_loss).lower()}")
-    cfg = load_config(args.config, overrides, num_defect=args.num_defect)
+    cfg = load_config(args.config, overrides, num_defect=args.num_defect, need_num_defect=False)
     data = cfg["data"]["params"]
     if not data["dir"]:
         raise ConfigError(f"{args.config}: no dataset: pass --data_dir or set data.params.dir")
 
     resume = args.resume or latest_checkpoint(args.work_dir)
     if resume:
-        read_checkpoint(resume)  # a bad checkpoint stops here, before anything is written
+        ckpt = read_checkpoint(resume)  # a bad checkpoint stops here, before anything is written
+        if data["num_defect"] is None:  # auto channels: a resumed run keeps its number of classes
+            cfg = load_config(
+                args.config, overrides, num_defect=ckpt["config"]["data"]["params"]["num_defect"]
+            )
+            data = cfg["data"]["params"]
+        del ckpt
 
     index = find_pairs(
         data["dir"], num_defect=data["num_defect"], classes=data["classes"],
         num_image_train=data["num_image_train"],
     )  # fmt: skip
+    if data["num_defect"] is None:  # auto channels: as many classes as the dataset shows
+        if not index.num_defect:
+            raise ConfigError(
+                f"{args.config}: cannot tell the number of defect classes of {data['dir']}: "
+                f"pass --num_defect K"
+            )
+        cfg = load_config(args.config, overrides, num_defect=index.num_defect)
+        data = cfg["data"]["params"]
     stats = mask_statistics(index, num_defect=data["num_defect"])
 
     def make_data(start_step):
