@@ -182,9 +182,10 @@ class TrainLoop:
                 self.step += 1
                 window.add(stats, batch.shape[0] * self.world_size, time.perf_counter() - started)
                 bar.update(1)
-                bar.set_postfix(loss=f"{stats['loss']:.4f}", refresh=False)
                 if self.step % self.train_cfg["log_interval"] == 0 or self.step == iterations:
-                    self._log(window.flush(self.device))
+                    row = window.flush(self.device)
+                    bar.set_postfix(loss=f"{row['loss']:.4f}", refresh=False)
+                    self._log(row)
                 if self.train_cfg["max_images"] and (
                     self.step % self.train_cfg["log_image_interval"] == 0 or self.step == iterations
                 ):
@@ -214,12 +215,9 @@ class TrainLoop:
         ):
             losses = self.diffusion.training_losses(self.forward, batch, t, noise)
         loss = losses["loss"].mean()
-        if not torch.isfinite(loss):
-            latest = latest_checkpoint(self.work_dir)
-            raise TrainingError(
-                f"non-finite loss ({loss.item()}) at step {self.step + 1}; stopped without saving. "
-                f"Last checkpoint: {latest or 'none'}. Lower the learning rate or use precision fp32/bf16."
-            )
+        if _fault(f"nan_loss_rank{self.rank}", self.step + 1):
+            loss = loss * float("nan")
+        self._stop_if_not_finite(loss)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.opt)
@@ -233,15 +231,35 @@ class TrainLoop:
         for b_ema, b in zip(self.ema.buffers(), self.model.buffers()):
             b_ema.copy_(b)
 
-        quartile = (t * 4 // self.diffusion.num_timesteps).tolist()
-        per_sample = losses["loss"].detach().float().tolist()
+        # Device tensors only: the host waits for them at log_interval (see _Window.flush).
         return {
-            "loss": loss.item(),
-            "loss_rgb": losses["loss_rgb"].mean().item(),
-            "loss_mask": losses["loss_mask"].mean().item(),
-            "grad_norm": grad_norm.item(),
-            "quartiles": list(zip(quartile, per_sample)),
-        }
+            "scalars": torch.stack(
+                [loss.detach(), losses["loss_rgb"].mean().detach(),
+                 losses["loss_mask"].mean().detach(), grad_norm.detach()]
+            ).float(),
+            "quartile": t * 4 // self.diffusion.num_timesteps,
+            "per_sample": losses["loss"].detach().float(),
+        }  # fmt: skip
+
+    def _stop_if_not_finite(self, loss):
+        """
+        Raise the same TrainingError on every rank when the loss is not finite on any rank.
+
+        The ranks exchange their losses before the backward pass, whose gradient all-reduce would
+        otherwise wait forever for a rank that stopped. This is the step's one host sync.
+        """
+        losses = dist_util.all_gather_tensor(loss.detach().float().reshape(1))
+        if bool(torch.isfinite(losses).all()):
+            return
+        values = losses.tolist()
+        bad = ", ".join(f"{value} on rank {rank}" for rank, value in enumerate(values))
+        if self.world_size == 1:
+            bad = str(values[0])
+        latest = latest_checkpoint(self.work_dir)
+        raise TrainingError(
+            f"non-finite loss ({bad}) at step {self.step + 1}; stopped without saving. "
+            f"Last checkpoint: {latest or 'none'}. Lower the learning rate or use precision fp32/bf16."
+        )
 
     def _log_first_batch(self, info):
         """Record which samples each rank drew first (shows that ranks read different shards)."""
@@ -313,32 +331,36 @@ class TrainLoop:
 
 
 class _Window:
-    """Running sums of step statistics between two log lines."""
+    """Running sums of step statistics between two log lines, kept on the device until flushed."""
+
+    KEYS = ("loss", "loss_rgb", "loss_mask", "grad_norm")
 
     def __init__(self):
         self.first = True
         self._reset()
 
     def _reset(self):
-        self.sums, self.count, self.images, self.seconds = {}, 0, 0, 0.0
-        self.quartile_sum, self.quartile_count = [0.0] * 4, [0] * 4
+        self.sums, self.count, self.images, self.seconds = None, 0, 0, 0.0
+        self.quartile_sum = self.quartile_count = None
 
     def add(self, stats, images, seconds):
         self.first = False
-        for key in ("loss", "loss_rgb", "loss_mask", "grad_norm"):
-            self.sums[key] = self.sums.get(key, 0.0) + stats[key]
-        for q, value in stats["quartiles"]:
-            self.quartile_sum[q] += value
-            self.quartile_count[q] += 1
+        scalars, quartile, per_sample = stats["scalars"], stats["quartile"], stats["per_sample"]
+        if self.sums is None:
+            self.sums = torch.zeros_like(scalars, dtype=torch.float64)
+            self.quartile_sum = torch.zeros(4, dtype=torch.float64, device=scalars.device)
+            self.quartile_count = torch.zeros(4, dtype=torch.float64, device=scalars.device)
+        self.sums += scalars
+        self.quartile_sum.index_add_(0, quartile, per_sample.double())
+        self.quartile_count.index_add_(0, quartile, torch.ones_like(per_sample, dtype=torch.float64))
         self.count += 1
         self.images += images
         self.seconds += seconds
 
     def flush(self, device):
-        keys = ("loss", "loss_rgb", "loss_mask", "grad_norm")
-        local = [self.sums[k] / self.count for k in keys] + self.quartile_sum + self.quartile_count
+        local = torch.cat([self.sums / self.count, self.quartile_sum, self.quartile_count])
         mean = dist_util.all_mean(local, device)
-        row = dict(zip(keys, mean[:4]))
+        row = dict(zip(self.KEYS, mean[:4]))
         for q in range(4):
             count = mean[8 + q]
             row[f"loss_q{q}"] = mean[4 + q] / count if count else float("nan")

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -394,6 +395,29 @@ def test_mpirun_two_ranks_stay_in_sync_and_read_different_samples(toy, tmp_path)
     assert set(rank0).isdisjoint(rank1)
     end = next(e for e in events if e.get("event") == "end")
     assert end["ranks_in_sync"] is True and end["step"] == 5
+
+
+@pytest.mark.skipif(
+    shutil.which("mpirun", path=str(BIN)) is None, reason="mpirun not installed in the venv"
+)
+def test_mpirun_non_finite_loss_on_one_rank_stops_every_rank(toy, tmp_path):
+    work = tmp_path / "run"
+    args = ["train.iterations=6", "train.save_ckpt_interval=2"]
+    launcher = [str(BIN / "mpirun"), "-n", "2", "-outfile-pattern", str(tmp_path / "out.%r"),
+                "-errfile-pattern", str(tmp_path / "err.%r")]  # fmt: skip
+    started = time.monotonic()
+    result = train(work, toy, *args, fault="nan_loss_rank1:3", launcher=launcher)
+    assert time.monotonic() - started < 60  # nothing waits for the stopped rank
+    assert result.returncode != 0
+    lines = [last_line((tmp_path / f"err.{rank}").read_text()) for rank in (0, 1)]
+    assert lines[0] == lines[1], lines  # the same one-line error on both ranks
+    assert lines[0].startswith("error: non-finite loss (") and "at step 3" in lines[0]
+    assert "nan on rank 1" in lines[0] and "ckpt_000002.pt" in lines[0]
+    for rank in (0, 1):
+        assert "Traceback" not in (tmp_path / f"err.{rank}").read_text()
+    latest = latest_checkpoint(work)
+    assert latest.endswith("ckpt_000002.pt") and load_torch(latest)["step"] == 2
+    assert not (work / "checkpoints" / "ckpt_000004.pt").exists()
 
 
 def test_previews_at_the_end_and_none_with_max_images_zero(toy, trained_dir, tmp_path):
