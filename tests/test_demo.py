@@ -4,6 +4,7 @@ import re
 import sys
 
 import numpy as np
+import pytest
 from conftest import REPO
 from PIL import Image
 
@@ -28,6 +29,7 @@ def test_mask_contrast_hand_computed():
     assert 0.0 < demo.mask_contrast(gray, half, ring=2) < 100.0
 
 
+@pytest.mark.slow
 def test_demo_reduced_generates_masks_on_defects(tmp_path, capsys):
     # The demo's own commands at a reduced scale: 40 training steps per model, 8 samples, 20 steps.
     out = tmp_path / "demo"

@@ -344,6 +344,7 @@ def _assert_equal_states(a, b):
     assert a[3] == b[3]
 
 
+@pytest.mark.slow
 def test_exact_resume_after_kill(toy, tmp_path):
     args = ["train.iterations=6", "train.save_ckpt_interval=3", "data.params.random_flip=true"]
     straight = train(tmp_path / "straight", toy, *args)
