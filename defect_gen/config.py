@@ -207,9 +207,10 @@ def _check_model_params(cfg, source):
     accepted = model_params(cls)
     for key in params:
         if key not in accepted:
+            allowed = ", ".join(sorted(accepted))
             raise ConfigError(
                 f"{source}: unknown key 'model.params.{key}' for model.target "
-                f"{cfg['model']['target']!r} ({cls.__name__}); allowed: {', '.join(sorted(accepted))}"
+                f"{cfg['model']['target']!r} ({cls.__name__}); allowed: {allowed}"
             )
     for key in REQUIRED_MODEL_PARAMS:
         if params.get(key) is None:

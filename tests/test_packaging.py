@@ -22,9 +22,8 @@ def _pyproject():
 def test_package_discovery_finds_every_subpackage():
     find = _pyproject()["tool"]["setuptools"]["packages"]["find"]
     installed = set(find_packages(str(REPO), include=find["include"]))
-    on_disk = {
-        ".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "defect_gen").rglob("__init__.py")
-    }
+    inits = (REPO / "defect_gen").rglob("__init__.py")
+    on_disk = {".".join(p.parent.relative_to(REPO).parts) for p in inits}
     assert "defect_gen.evaluation" in on_disk and "defect_gen.commands" in on_disk
     assert installed == on_disk
 
@@ -40,8 +39,13 @@ def test_console_commands_point_at_the_scripts_main(name):
     wrapper = (REPO / "scripts" / f"{script}.py").read_text()
     assert f"from {module_name} import main" in wrapper
     # The entry point runs: --help exits 0 and names the command's options.
-    code = f"import sys; sys.argv = ['defect-gen-{name}', '--help']; import {module_name} as m; m.{func}()"
+    code = (
+        f"import sys; sys.argv = ['defect-gen-{name}', '--help']; "
+        f"import {module_name} as m; m.{func}()"
+    )
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd="/")
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd="/"
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith(f"usage: defect-gen-{name}")

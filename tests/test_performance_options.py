@@ -230,7 +230,8 @@ def test_bench_script_runs_its_flop_count():
         [sys.executable, str(REPO / "benchmarks" / "bench.py"), "--preset", "tiny", "--flops-only"],
         capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
-    found = re.search(r"(\d+) channels, (\d+) px.*forward large ([\d.]+), small ([\d.]+)", out.stdout)
+    pattern = r"(\d+) channels, (\d+) px.*forward large ([\d.]+), small ([\d.]+)"
+    found = re.search(pattern, out.stdout)
     assert found, out.stdout
     channels, size = int(found.group(1)), int(found.group(2))
     # What the bench prints is the count of the tiny configs' models (4 defect classes).
