@@ -362,6 +362,7 @@ def test_exact_resume_after_kill(toy, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_kill_while_writing_checkpoint_keeps_latest_complete(toy, tmp_path):
     work = tmp_path / "run"
     result = train(
