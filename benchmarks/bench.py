@@ -63,12 +63,12 @@ PRESETS = {
     "tiny": dict(
         large="configs/tiny_large.yaml", small="configs/tiny_small.yaml", train_batch=4,
         sample_batch=4, steps=1, sample_steps=3, reps=3, warmup=1, respacing=20, quality_batch=2,
-        max_run_s=2.0,
+        max_run_s=2.0, num_defect=4,
     ),
     "shipped": dict(
         large="configs/large.yaml", small="configs/small.yaml", train_batch=4,
         sample_batch=8, steps=3, sample_steps=3, reps=3, warmup=1, respacing=50, quality_batch=2,
-        max_run_s=30.0,
+        max_run_s=30.0, num_defect=5,
     ),
 }  # fmt: skip
 # Dense bf16/fp16 (measured on the device), TF32 and fp32 (the H100 SXM specification) FLOP/s. The fp32
@@ -270,7 +270,10 @@ class Bench:
         self.args = args
         self.device = device
         preset = PRESETS[args.preset]
-        self.cfgs = {name: load_config(str(REPO / preset[name])) for name in ("large", "small")}
+        self.cfgs = {
+            name: load_config(str(REPO / preset[name]), num_defect=preset["num_defect"])
+            for name in ("large", "small")
+        }
         params = [self.cfgs[n]["model"]["params"] for n in ("large", "small")]
         res = [self.cfgs[n]["data"]["params"]["resolution"] for n in ("large", "small")]
         if params[0]["in_channels"] != params[1]["in_channels"] or res[0] != res[1]:

@@ -13,7 +13,7 @@ import blobfile as bf
 import yaml
 
 from .gaussian_diffusion import MASK_MODES, SCHEDULES, GaussianDiffusion, Parameterization
-from .masks import check_channels, num_defect_from_channels
+from .masks import check_channels, num_channels, num_defect_from_channels
 from .patch_unet import PatchUNetModel
 from .unet import UNetModel
 
@@ -36,19 +36,11 @@ DIFFUSION_TARGETS = (
     "diffusion.base_diffusion.GaussianDiffusion",
     "defect_gen.gaussian_diffusion.GaussianDiffusion",
 )
-MODEL_PARAMS = {
-    "image_size", "in_channels", "model_channels", "out_channels", "num_res_blocks",
-    "attention_downsample", "attention_resolutions", "dropout", "channel_mult", "conv_resample",
-    "dims", "num_classes", "use_checkpoint", "num_heads", "num_head_channels", "num_heads_upsample",
-    "use_scale_shift_norm", "resblock_updown", "use_new_attention_order", "attention_backend",
-}  # fmt: skip
-REQUIRED_MODEL_PARAMS = (
-    "image_size",
-    "in_channels",
-    "model_channels",
-    "out_channels",
-    "num_res_blocks",
-)
+# model.params may hold any keyword of the model class's constructor (see `model_params`); these are
+# required, except the channels, which may be omitted or `auto` (then num_defect + 4).
+REQUIRED_MODEL_PARAMS = ("image_size", "model_channels", "num_res_blocks")
+CHANNEL_KEYS = ("in_channels", "out_channels")
+AUTO = "auto"
 
 # Every accepted key with its default. `None` under model.params means "the class's default".
 DEFAULTS = {
@@ -69,7 +61,7 @@ DEFAULTS = {
             "dir": None,
             "resolution": 256,
             "num_image_train": 5,
-            "num_defect": None,  # default: model in_channels - 4
+            "num_defect": None,  # default: in_channels - 4, or the classes the dataset shows
             "classes": None,  # MVTec layout: type names in class order; default sorted names
             "keep_aspect": False,
             "random_flip": False,
@@ -86,7 +78,7 @@ DEFAULTS = {
         "log_image_interval": 10000,
         "save_ckpt_interval": 10000,
         "max_images": 8,
-        "eval_interval": 10,  # the release's key; it never used it, we log every `log_interval`
+        "eval_interval": 10,  # the release's key, accepted and ignored: we log every `log_interval`
         "log_interval": 10,
         "ema_rate": 0.9999,
         "ema_warmup": False,  # effective rate min(ema_rate, (1 + step) / (10 + step)); see train_util
@@ -286,11 +278,7 @@ def _merge(defaults, given, path, source):
         raise ConfigError(f"{origin(path)}: '{path}' must be a mapping, got {given!r}")
     for key, value in given.items():
         where = f"{path}.{key}" if path else key
-        if path == "model.params":
-            if key not in MODEL_PARAMS:
-                raise ConfigError(
-                    f"{origin(where)}: unknown key '{where}'; allowed: {', '.join(sorted(MODEL_PARAMS))}"
-                )
+        if path == "model.params":  # checked against the model class in validate()
             out[key] = _scalar(value)
             continue
         if key not in defaults:
@@ -380,28 +368,32 @@ def _origin(source, origins):
     return origin
 
 
-def resolve(raw, source, *, num_defect=None, origins=None):
+def resolve(raw, source, *, num_defect=None, origins=None, need_num_defect=True):
     """
     Give the full, validated config from a raw mapping.
 
     :param num_defect: the command line's --num_defect, which wins over the file's data.params.num_defect.
     :param origins: {dotted key: where it was set} for values not from `source` (command-line overrides).
+    :param need_num_defect: False lets num_defect stay unknown (None) when the channels are `auto`; they
+        stay `auto` then, and the caller resolves again once the dataset has told the number of classes.
     """
     origins = dict(origins or {})
     cfg = _merge(DEFAULTS, raw, "", _origin(source, origins))
     if num_defect is not None:
-        cfg["data"]["params"]["num_defect"] = num_defect
+        cfg["data"]["params"]["num_defect"] = int(num_defect)
         origins["data.params.num_defect"] = f"{COMMAND_LINE} (--num_defect)"
-    validate(cfg, source, origins=origins)
+    validate(cfg, source, origins=origins, need_num_defect=need_num_defect)
     return cfg
 
 
-def load_config(path, overrides=(), *, num_defect=None):
+def load_config(path, overrides=(), *, num_defect=None, need_num_defect=True):
     """Give the validated config of a YAML file with `section.key=value` overrides applied."""
     pairs = parse_overrides(overrides)
     raw = apply_overrides(read_yaml(path), pairs)
     origins = {key: COMMAND_LINE for key, _ in pairs}
-    return resolve(raw, path, num_defect=num_defect, origins=origins)
+    return resolve(
+        raw, path, num_defect=num_defect, origins=origins, need_num_defect=need_num_defect
+    )
 
 
 def _get(cfg, key):
@@ -417,7 +409,10 @@ def check_rules(cfg, source="config", origins=None):
     """Raise ConfigError for the first value that breaks its RULES entry, naming key and origin."""
     origin = _origin(source, origins)
     for key, rule in RULES.items():
-        problem = rule.describe(_get(cfg, key))
+        value = _get(cfg, key)
+        if value == AUTO and key.rsplit(".", 1)[-1] in CHANNEL_KEYS:
+            continue  # filled from num_defect by _resolve_channels
+        problem = rule.describe(value)
         if problem:
             raise ConfigError(f"{origin(key)}: {key} {problem}")
 
@@ -457,38 +452,102 @@ def model_class(cfg, source="config"):
     return MODEL_TARGETS[target]
 
 
-def validate(cfg, source="config", origins=None):
-    """
-    Raise ConfigError (naming the key and where its value came from: `source`, the YAML file, or the
-    command line per `origins`) for a value of the wrong type or range or an inconsistent config; fill
-    num_defect when missing.
-    """
-    origin = _origin(source, origins)
-    model_class(cfg, origin("model.target"))
+def model_params(cls):
+    """Give {name: default} of the keywords a model class's constructor takes (no default: required)."""
+    return {
+        name: (None if p.default is inspect.Parameter.empty else p.default)
+        for name, p in inspect.signature(cls.__init__).parameters.items()
+        if name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+
+
+def _check_model_params(cfg, source):
+    """Refuse model.params keys the model class does not take, and values it cannot use."""
+    cls = model_class(cfg, source)
     params = cfg["model"]["params"]
+    accepted = model_params(cls)
+    for key in params:
+        if key not in accepted:
+            allowed = ", ".join(sorted(accepted))
+            raise ConfigError(
+                f"{source}: unknown key 'model.params.{key}' for model.target "
+                f"{cfg['model']['target']!r} ({cls.__name__}); allowed: {allowed}"
+            )
     for key in REQUIRED_MODEL_PARAMS:
         if params.get(key) is None:
             raise ConfigError(f"{source}: model.params.{key} is required")
-    check_rules(cfg, source, origins)
-    _check_widths(cfg, origin)
-    if params["in_channels"] != params["out_channels"]:
+    if params.get("num_classes") is not None:
+        raise ConfigError(
+            f"{source}: model.params.num_classes must be null: class-conditional models are not "
+            f"supported (training and sampling pass no labels)"
+        )
+    return accepted
+
+
+def _resolve_channels(cfg, source, need_num_defect, origin=None):
+    """
+    Fill `auto` (or omitted) in/out channels from num_defect, and num_defect from explicit channels;
+    refuse channels that do not fit num_defect. Give False when num_defect stays unknown.
+    """
+    params, data = cfg["model"]["params"], cfg["data"]["params"]
+    explicit = {}
+    for key in CHANNEL_KEYS:
+        value = params.get(key)
+        if value is None or value == AUTO:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(
+                f"{source}: model.params.{key} must be an integer or {AUTO}, got {value!r}"
+            )
+        explicit[key] = value
+    if len(explicit) == 2 and explicit["in_channels"] != explicit["out_channels"]:
         raise ConfigError(
             f"{origin('model.params.in_channels')}: model in_channels ({params['in_channels']}) and out_channels "
             f"({params['out_channels']}) must be equal: the model denoises image + mask channels"
         )
-    data = cfg["data"]["params"]
     if data["num_defect"] is None:
+        if not explicit:
+            if not need_num_defect:
+                for key in CHANNEL_KEYS:
+                    params[key] = AUTO
+                return False
+            raise ConfigError(
+                f"{source}: model.params.in_channels/out_channels are {AUTO} (num_defect + 4) but "
+                f"num_defect is unknown: set data.params.num_defect or pass --num_defect"
+            )
         try:
-            data["num_defect"] = num_defect_from_channels(params["in_channels"])
+            data["num_defect"] = num_defect_from_channels(next(iter(explicit.values())))
         except ValueError as exc:
             raise ConfigError(f"{source}: {exc}") from None
+    for key in CHANNEL_KEYS:
+        if key not in explicit:
+            params[key] = num_channels(data["num_defect"])
     try:
         check_channels(params["in_channels"], data["num_defect"], what="model.params")
     except ValueError as exc:
+        where = origin("model.params.in_channels") if origin else source
+        also = _from(origin, "data.params.num_defect", source) if origin else ""
         raise ConfigError(
-            f"{origin('model.params.in_channels')}: {exc}{_from(origin, 'data.params.num_defect', source)}"
-            f"; set model.params.in_channels/out_channels accordingly"
+            f"{where}: {exc}{also}; set model.params.in_channels/out_channels accordingly (or {AUTO})"
         ) from None
+    return True
+
+
+def validate(cfg, source="config", origins=None, *, need_num_defect=True):
+    """
+    Raise ConfigError (naming the key and where its value came from: `source`, the YAML file, or the
+    command line per `origins`) for a value of the wrong type or range or an inconsistent config; fill
+    num_defect and `auto` channels.
+
+    :param need_num_defect: see :func:`resolve`.
+    """
+    origin = _origin(source, origins)
+    accepted = _check_model_params(cfg, origin("model.target"))
+    params = cfg["model"]["params"]
+    check_rules(cfg, source, origins)
+    _check_widths(cfg, origin)
+    _resolve_channels(cfg, source, need_num_defect, origin)
+    data = cfg["data"]["params"]
     diff = cfg["diffusion"]
     if diff["target"] not in DIFFUSION_TARGETS:
         raise ConfigError(
@@ -508,7 +567,7 @@ def validate(cfg, source="config", origins=None):
             f"parameterization x0"
         )
     res = data["resolution"]
-    ds = 2 ** (len(params.get("channel_mult") or (1, 2, 4)) - 1)
+    ds = 2 ** (len(params.get("channel_mult") or accepted["channel_mult"]) - 1)
     if res % ds:
         where = origin("data.params.resolution")
         raise ConfigError(f"{where}: data.params.resolution {res} must be a multiple of {ds}")

@@ -138,12 +138,24 @@ def barrier():
 
 
 def all_mean(values, device):
-    """Give the mean over ranks of a list of floats."""
-    t = torch.tensor(values, dtype=torch.float64, device=device)
+    """Give the mean over ranks of a list of floats (or a 1-D tensor), as a list."""
+    t = torch.as_tensor(values, dtype=torch.float64, device=device).clone()
     if dist.is_initialized():
         dist.all_reduce(t)
         t /= get_world_size()
     return t.tolist()
+
+
+def all_gather_tensor(tensor):
+    """Give the tensors of every rank (same shape on all) concatenated along dim 0, in rank order."""
+    if not dist.is_initialized():
+        return tensor
+    out = torch.empty(
+        (get_world_size() * tensor.shape[0], *tensor.shape[1:]),
+        dtype=tensor.dtype, device=tensor.device,
+    )  # fmt: skip
+    dist.all_gather_into_tensor(out, tensor.contiguous())
+    return out
 
 
 def all_gather_object(obj):

@@ -1,12 +1,16 @@
 """
 Training metrics to stdout (through `logging`), `progress.csv`, `log.jsonl`, and tensorboard when installed.
+
+Files go through blobfile, as checkpoints do, so a run folder may be a bucket URL.
 """
 
 import csv
+import io
 import json
 import logging
 import math
-import os
+
+import blobfile as bf
 
 logger = logging.getLogger("defect_gen")
 
@@ -31,33 +35,35 @@ class MetricsWriter:
     """
 
     def __init__(self, folder, *, tensorboard=True):
-        os.makedirs(folder, exist_ok=True)
-        self.csv_path = os.path.join(folder, "progress.csv")
-        self.jsonl_path = os.path.join(folder, "log.jsonl")
+        folder = str(folder)
+        bf.makedirs(folder)
+        self.csv_path = bf.join(folder, "progress.csv")
+        self.jsonl_path = bf.join(folder, "log.jsonl")
         self.columns = None
-        if os.path.exists(self.csv_path):
-            with open(self.csv_path, newline="") as f:
+        if bf.exists(self.csv_path):
+            with bf.BlobFile(self.csv_path, "r") as f:
                 self.columns = next(csv.reader(f), None)
         self.tb = None
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(os.path.join(folder, "tensorboard"))
+                self.tb = SummaryWriter(bf.join(folder, "tensorboard"))
             except ImportError:  # tensorboard is optional
                 self.tb = None
 
     def write(self, step, metrics):
         """Append one row of `metrics` (a dict of floats) at `step`."""
         row = {"step": step, **metrics}
-        with open(self.jsonl_path, "a") as f:
-            f.write(json.dumps({k: _json_value(v) for k, v in row.items()}) + "\n")
+        _append(self.jsonl_path, json.dumps({k: _json_value(v) for k, v in row.items()}) + "\n")
+        lines = []
         if self.columns is None:
             self.columns = list(row)
-            with open(self.csv_path, "w", newline="") as f:
-                csv.writer(f).writerow(self.columns)
-        with open(self.csv_path, "a", newline="") as f:
-            csv.writer(f).writerow([row.get(k, "") for k in self.columns])
+            lines.append(self.columns)
+        lines.append([row.get(k, "") for k in self.columns])
+        buf = io.StringIO(newline="")
+        csv.writer(buf).writerows(lines)
+        _append(self.csv_path, buf.getvalue())
         if self.tb is not None:
             for key, value in metrics.items():
                 if isinstance(value, (int, float)) and math.isfinite(value):
@@ -65,12 +71,16 @@ class MetricsWriter:
 
     def event(self, name, **fields):
         """Append a non-metric record (e.g. a resume) to log.jsonl."""
-        with open(self.jsonl_path, "a") as f:
-            f.write(json.dumps({"event": name, **fields}) + "\n")
+        _append(self.jsonl_path, json.dumps({"event": name, **fields}) + "\n")
 
     def close(self):
         if self.tb is not None:
             self.tb.close()
+
+
+def _append(path, text):
+    with bf.BlobFile(path, "ab") as f:
+        f.write(text.encode("utf-8"))
 
 
 def _json_value(v):

@@ -33,12 +33,13 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
 from . import __version__, folders
+from .checkpoints import resolve_checkpoint
 from .conditioning import known_generator
 from .config import ConfigError, build_diffusion, build_model, model_kind, read_yaml, resolve
 from .fileio import CheckpointError, atomic_write_bytes, atomic_write_text, load_torch
 from .masks import colorize, decode, make_grid, num_channels, overlay, split, to_uint8_rgb
+from .precision import AUTOCAST_DTYPES
 from .respace import sampling_timesteps
-from .train_util import AUTOCAST_DTYPES, resolve_checkpoint
 from .two_stage import sample_two_stage, stage_timesteps
 
 logger = logging.getLogger(__name__)

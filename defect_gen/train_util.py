@@ -11,29 +11,37 @@ import copy
 import io
 import logging
 import os
-import random
 import signal
 import time
 
 import blobfile as bf
-import numpy as np
 import torch
 from PIL import Image
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
 from . import __version__, dist_util
+from .checkpoints import (
+    latest_checkpoint,
+    prune_checkpoints,
+    read_checkpoint,
+    read_weights,
+    rng_state,
+    set_rng_state,
+    write_checkpoint,
+)
 from .config import model_kind
-from .fileio import CheckpointError, atomic_write_bytes, atomic_write_text, load_torch, save_torch
+from .errors import TrainingError
+from .fileio import CheckpointError, atomic_write_bytes
 from .image_datasets import mask_class_weights
 from .masks import decode, make_grid, overlay, split, to_uint8_rgb
 from .nn import update_ema
+from .precision import AUTOCAST_DTYPES
 from .two_stage import sample_two_stage
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CLASS_WEIGHT_CAP = 10.0  # train.mask_class_weight_cap when not set
-AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 FAULT_ENV = "DEFECT_GEN_FAULT"  # test hook: "kill_after_save:STEP" or "kill_during_save:STEP"
 
 
@@ -50,53 +58,6 @@ def ema_rate_at(rate, step, warmup):
     return min(rate, (1 + step) / (10 + step)) if warmup else rate
 
 
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. a non-finite loss); the message says what and where."""
-
-
-def checkpoint_dir(work_dir):
-    """Give the folder that holds a run's checkpoints."""
-    return bf.join(work_dir, "checkpoints")
-
-
-def latest_checkpoint(work_dir):
-    """Give the path of the newest complete checkpoint of a run, or None."""
-    pointer = bf.join(checkpoint_dir(work_dir), "latest")
-    if not bf.exists(pointer):
-        return None
-    with bf.BlobFile(pointer, "r") as f:
-        name = f.read().strip()
-    return bf.join(checkpoint_dir(work_dir), name)
-
-
-def resolve_checkpoint(path):
-    """
-    Give the checkpoint file a user means by `path`: a checkpoint file, a `latest` pointer file, a run's
-    `checkpoints/` folder or the run folder itself (the last two mean their newest complete checkpoint).
-    """
-    path = str(path)
-    if bf.isdir(path):
-        run = path if bf.exists(bf.join(path, "checkpoints")) else bf.dirname(path.rstrip("/"))
-        latest = latest_checkpoint(run)
-        if latest is None:
-            raise CheckpointError(f"{path}: folder holds no checkpoints/latest pointer")
-        return latest
-    if bf.basename(path) == "latest" and bf.exists(path):
-        return latest_checkpoint(bf.dirname(bf.dirname(path)))
-    return path
-
-
-def read_checkpoint(path):
-    """Give a checkpoint dict in our format; CheckpointError if it is unreadable or not ours."""
-    ckpt = load_torch(path)
-    missing = [k for k in ("model", "ema", "optimizer", "step", "config") if k not in ckpt]
-    if not isinstance(ckpt, dict) or missing:
-        raise CheckpointError(
-            f"{path}: not a Defect-Gen training checkpoint (missing {', '.join(missing)})"
-        )
-    return ckpt
-
-
 def _fault(kind, step):
     """Tell whether the FAULT_ENV test hook asks for `kind` at `step`."""
     spec = os.environ.get(FAULT_ENV, "")
@@ -105,25 +66,6 @@ def _fault(kind, step):
 
 def _kill_self():
     os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _rng_state(generator):
-    return {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "generator": generator.get_state(),
-    }
-
-
-def _set_rng_state(state, generator):
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    generator.set_state(state["generator"])
 
 
 class TrainLoop:
@@ -219,7 +161,7 @@ class TrainLoop:
         if rng is not None:
             state = rng[self.rank] if isinstance(rng, list) and self.rank < len(rng) else None
             if state is not None:
-                _set_rng_state(state, self.generator)
+                set_rng_state(state, self.generator)
             elif self.rank:
                 logger.warning("no RNG state saved for rank %d: it is re-seeded", self.rank)
         self.step = int(ckpt["step"])
@@ -233,13 +175,10 @@ class TrainLoop:
 
     def _init_from(self, path):
         """Start from the weights of a checkpoint (ours or the release's {model, ema, optimizer})."""
-        ckpt = load_torch(path)
-        state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
-        if not isinstance(state, dict):
-            raise CheckpointError(f"{path}: holds no model state_dict")
+        state, ema_state = read_weights(path)
         try:
             self.model.load_state_dict(state, strict=True)
-            self.ema.load_state_dict(ckpt.get("ema", state), strict=True)
+            self.ema.load_state_dict(ema_state, strict=True)
         except RuntimeError as exc:
             raise CheckpointError(
                 f"{path}: weights do not fit the configured model ({_first_line(exc)})"
@@ -274,9 +213,10 @@ class TrainLoop:
                 self.step += 1
                 window.add(stats, batch.shape[0] * self.world_size, time.perf_counter() - started)
                 bar.update(1)
-                bar.set_postfix(loss=f"{stats['loss']:.4f}", refresh=False)
                 if self.step % self.train_cfg["log_interval"] == 0 or self.step == iterations:
-                    self._log(window.flush(self.device))
+                    row = window.flush(self.device)
+                    bar.set_postfix(loss=f"{row['loss']:.4f}", refresh=False)
+                    self._log(row)
                 if self.train_cfg["max_images"] and (
                     self.step % self.train_cfg["log_image_interval"] == 0 or self.step == iterations
                 ):
@@ -308,12 +248,9 @@ class TrainLoop:
                 self.forward, batch, t, noise, mask_class_weights=self.mask_class_weights
             )
         loss = losses["loss"].mean()
-        if not torch.isfinite(loss):
-            latest = latest_checkpoint(self.work_dir)
-            raise TrainingError(
-                f"non-finite loss ({loss.item()}) at step {self.step + 1}; stopped without saving. "
-                f"Last checkpoint: {latest or 'none'}. Lower the learning rate or use precision fp32/bf16."
-            )
+        if _fault(f"nan_loss_rank{self.rank}", self.step + 1):
+            loss = loss * float("nan")
+        self._stop_if_not_finite(loss)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.opt)
@@ -328,15 +265,35 @@ class TrainLoop:
         for b_ema, b in zip(self.ema.buffers(), self.model.buffers()):
             b_ema.copy_(b)
 
-        quartile = (t * 4 // self.diffusion.num_timesteps).tolist()
-        per_sample = losses["loss"].detach().float().tolist()
+        # Device tensors only: the host waits for them at log_interval (see _Window.flush).
         return {
-            "loss": loss.item(),
-            "loss_rgb": losses["loss_rgb"].mean().item(),
-            "loss_mask": losses["loss_mask"].mean().item(),
-            "grad_norm": grad_norm.item(),
-            "quartiles": list(zip(quartile, per_sample)),
-        }
+            "scalars": torch.stack(
+                [loss.detach(), losses["loss_rgb"].mean().detach(),
+                 losses["loss_mask"].mean().detach(), grad_norm.detach()]
+            ).float(),
+            "quartile": t * 4 // self.diffusion.num_timesteps,
+            "per_sample": losses["loss"].detach().float(),
+        }  # fmt: skip
+
+    def _stop_if_not_finite(self, loss):
+        """
+        Raise the same TrainingError on every rank when the loss is not finite on any rank.
+
+        The ranks exchange their losses before the backward pass, whose gradient all-reduce would
+        otherwise wait forever for a rank that stopped. This is the step's one host sync.
+        """
+        losses = dist_util.all_gather_tensor(loss.detach().float().reshape(1))
+        if bool(torch.isfinite(losses).all()):
+            return
+        values = losses.tolist()
+        bad = ", ".join(f"{value} on rank {rank}" for rank, value in enumerate(values))
+        if self.world_size == 1:
+            bad = str(values[0])
+        latest = latest_checkpoint(self.work_dir)
+        raise TrainingError(
+            f"non-finite loss ({bad}) at step {self.step + 1}; stopped without saving. "
+            f"Last checkpoint: {latest or 'none'}. Lower the learning rate or use precision fp32/bf16."
+        )
 
     def _log_first_batch(self, info):
         """Record which samples each rank drew first (shows that ranks read different shards)."""
@@ -376,12 +333,10 @@ class TrainLoop:
 
     def save(self):
         """Write checkpoints/ckpt_NNNNNN.pt atomically, then point `latest` at it; give its path."""
-        rng = dist_util.all_gather_object(_rng_state(self.generator))
+        rng = dist_util.all_gather_object(rng_state(self.generator))
         if not dist_util.is_main():
             dist_util.barrier()
             return None
-        name = f"ckpt_{self.step:06d}.pt"
-        path = bf.join(checkpoint_dir(self.work_dir), name)
         state = {
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict(),
@@ -398,8 +353,7 @@ class TrainLoop:
             "version": __version__,
         }
         interrupt = _kill_self if _fault("kill_during_save", self.step) else None
-        save_torch(state, path, interrupt=interrupt)
-        atomic_write_text(bf.join(checkpoint_dir(self.work_dir), "latest"), name + "\n")
+        path = write_checkpoint(state, self.work_dir, self.step, interrupt=interrupt)
         self.writer.event("checkpoint", step=self.step, path=path)
         self._prune()
         if _fault("kill_after_save", self.step):
@@ -408,13 +362,7 @@ class TrainLoop:
         return path
 
     def _prune(self):
-        keep = self.train_cfg["keep_checkpoints"]
-        if keep is None or not isinstance(keep, int) or keep < 1:  # validated; never prune on doubt
-            return
-        folder = checkpoint_dir(self.work_dir)
-        names = sorted(n for n in bf.listdir(folder) if n.startswith("ckpt_") and n.endswith(".pt"))
-        for name in names[:-keep]:
-            bf.remove(bf.join(folder, name))
+        prune_checkpoints(self.work_dir, self.train_cfg["keep_checkpoints"])
 
 
 def _apply_optimizer_settings(opt, params):
@@ -426,32 +374,36 @@ def _apply_optimizer_settings(opt, params):
 
 
 class _Window:
-    """Running sums of step statistics between two log lines."""
+    """Running sums of step statistics between two log lines, kept on the device until flushed."""
+
+    KEYS = ("loss", "loss_rgb", "loss_mask", "grad_norm")
 
     def __init__(self):
         self.first = True
         self._reset()
 
     def _reset(self):
-        self.sums, self.count, self.images, self.seconds = {}, 0, 0, 0.0
-        self.quartile_sum, self.quartile_count = [0.0] * 4, [0] * 4
+        self.sums, self.count, self.images, self.seconds = None, 0, 0, 0.0
+        self.quartile_sum = self.quartile_count = None
 
     def add(self, stats, images, seconds):
         self.first = False
-        for key in ("loss", "loss_rgb", "loss_mask", "grad_norm"):
-            self.sums[key] = self.sums.get(key, 0.0) + stats[key]
-        for q, value in stats["quartiles"]:
-            self.quartile_sum[q] += value
-            self.quartile_count[q] += 1
+        scalars, quartile, per_sample = stats["scalars"], stats["quartile"], stats["per_sample"]
+        if self.sums is None:
+            self.sums = torch.zeros_like(scalars, dtype=torch.float64)
+            self.quartile_sum = torch.zeros(4, dtype=torch.float64, device=scalars.device)
+            self.quartile_count = torch.zeros(4, dtype=torch.float64, device=scalars.device)
+        self.sums += scalars
+        self.quartile_sum.index_add_(0, quartile, per_sample.double())
+        self.quartile_count.index_add_(0, quartile, torch.ones_like(per_sample, dtype=torch.float64))
         self.count += 1
         self.images += images
         self.seconds += seconds
 
     def flush(self, device):
-        keys = ("loss", "loss_rgb", "loss_mask", "grad_norm")
-        local = [self.sums[k] / self.count for k in keys] + self.quartile_sum + self.quartile_count
+        local = torch.cat([self.sums / self.count, self.quartile_sum, self.quartile_count])
         mean = dist_util.all_mean(local, device)
-        row = dict(zip(keys, mean[:4]))
+        row = dict(zip(self.KEYS, mean[:4]))
         for q in range(4):
             count = mean[8 + q]
             row[f"loss_q{q}"] = mean[4 + q] / count if count else float("nan")

@@ -26,6 +26,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from defect_gen.config import build_model, read_yaml, resolve  # noqa: E402
+from defect_gen.patch_unet import receptive_field  # noqa: E402
 from defect_gen.sampling import sample_files  # noqa: E402
 from defect_gen.toy_data import defect_classes  # noqa: E402
 
@@ -95,6 +97,17 @@ def check_samples(sample_dir):
     }
 
 
+def receptive_fields(out):
+    """Give {kind: ((height, width) of its receptive field, image side)} of the demo's two models."""
+    fields = {}
+    for kind in ("large", "small"):
+        path = out / kind / "config.yaml"
+        cfg = resolve(read_yaml(str(path)), str(path))
+        size = cfg["data"]["params"]["resolution"]
+        fields[kind] = (receptive_field(build_model(cfg), size), size)
+    return fields
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -160,6 +173,13 @@ def main(argv=None):
     shutil.copyfile(inpainted / "grid.png", out / "inpainted_grid.png")
 
     summary = check_samples(samples)
+    fields = receptive_fields(out)
+    (small_h, small_w), size = fields["small"]
+    (large_h, large_w), _ = fields["large"]
+    print(
+        f"\nReceptive fields at {size} px: the small (patch) model sees {small_h} x {small_w} px, "
+        f"the large model {large_h} x {large_w} px."
+    )
     print(
         f"\n{summary['with_defect']} of {summary['count']} generated masks hold a defect, covering "
         f"{100 * summary['mean_area']:.1f}% of the pixels on average; the image differs by "

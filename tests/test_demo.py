@@ -1,9 +1,11 @@
 """The quick-start demo: its sample check, and the whole pipeline at a reduced scale."""
 
 import json
+import re
 import sys
 
 import numpy as np
+import pytest
 import torch
 from conftest import REPO
 from PIL import Image
@@ -31,7 +33,8 @@ def test_mask_contrast_hand_computed():
     assert 0.0 < demo.mask_contrast(gray, half, ring=2) < 100.0
 
 
-def test_demo_reduced_generates_masks_on_defects(tmp_path):
+@pytest.mark.slow
+def test_demo_reduced_generates_masks_on_defects(tmp_path, capsys):
     # The demo's own commands at a reduced scale: 40 training steps per model, 8 samples, 20 steps.
     out = tmp_path / "demo"
     demo.main(
@@ -47,6 +50,13 @@ def test_demo_reduced_generates_masks_on_defects(tmp_path):
         ]
     )
     assert (out / "grid.png").is_file()
+    # The small model is a patch model: the demo measures and prints its receptive field.
+    printed = capsys.readouterr().out
+    found = re.search(r"at (\d+) px: the small \(patch\) model sees (\d+) x (\d+) px, "
+                      r"the large model (\d+) x (\d+) px", printed)  # fmt: skip
+    assert found, printed
+    size, small_h, small_w, large_h, large_w = map(int, found.groups())
+    assert size == 32 and max(small_h, small_w) <= size // 2 + 1 and large_h == large_w == size
 
     masks = [np.asarray(Image.open(out / "samples" / "masks" / f"{i:06d}.png")) for i in range(8)]
     images = [np.asarray(Image.open(out / "samples" / "images" / f"{i:06d}.png")) for i in range(8)]

@@ -122,10 +122,70 @@ def test_ddpm_is_stochastic_and_ddim_eta_zero_is_not():
     d, _ = diffusion.sample_step(model_out, x_t, 500, 499, sampler="ddim", eta=0.0)
     assert not torch.equal(a, b)
     assert torch.equal(c, d)
-    # ddpm's mean equals the posterior mean: var-weighted between x0_hat and x_t; eta=1 ddim has the same variance.
-    beta = 1 - diffusion.alpha_bar(500) / diffusion.alpha_bar(499)
-    sigma_ddpm = math.sqrt(beta * (1 - diffusion.alpha_bar(499)) / (1 - diffusion.alpha_bar(500)))
-    assert 0 < sigma_ddpm < 1
+
+
+@pytest.mark.parametrize("t, t_prev", [(999, 998), (500, 499), (500, 400), (90, 0)])
+def test_ddpm_step_is_the_gaussian_posterior(t, t_prev):
+    # Oracle: condition the joint Gaussian of (x_t', x_t) given x0 (x_t = sqrt(a) x_t' + sqrt(1 - a) n,
+    # a = abar_t / abar_t') on x_t, written from the covariances rather than the sampler's coefficients.
+    diffusion = GaussianDiffusion()
+    gen = torch.Generator().manual_seed(4)
+    x0 = torch.rand(2, 6, 4, 4, generator=gen) * 1.8 - 0.9
+    x_t = diffusion.q_sample(x0, torch.tensor([t, t]), torch.randn(x0.shape, generator=gen))
+    ab_t, ab_prev = diffusion.alpha_bar(t), diffusion.alpha_bar(t_prev)
+    a = ab_t / ab_prev
+    cov, var_t = math.sqrt(a) * (1 - ab_prev), 1 - ab_t
+    mean = math.sqrt(ab_prev) * x0 + cov / var_t * (x_t - math.sqrt(ab_t) * x0)
+    std = math.sqrt((1 - ab_prev) - cov**2 / var_t)
+    z = torch.randn(x0.shape, generator=torch.Generator().manual_seed(9))
+    out, _ = diffusion.sample_step(
+        x0, x_t, t, t_prev, sampler="ddpm", generator=torch.Generator().manual_seed(9)
+    )
+    torch.testing.assert_close(out, mean + std * z, atol=1e-5, rtol=1e-5)
+
+
+class Recorder(torch.nn.Module):
+    """An oracle that records the (t, x_t) it is called with; `name` tells the two stages apart."""
+
+    def __init__(self, diffusion, x0, name, log):
+        super().__init__()
+        self.oracle, self.name, self.log = Oracle(diffusion, x0), name, log
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x_t, t):
+        self.log.append((self.name, int(t[0]), x_t.clone()))
+        return self.oracle(x_t, t)
+
+
+@pytest.mark.parametrize("parameterization", ["x0", "eps"])
+@pytest.mark.parametrize("sampler", ["cold", "ddim"])
+@pytest.mark.parametrize("respacing", [None, "ddim25", "10"])
+@pytest.mark.parametrize("switch", [0, 400, 1000])
+def test_each_deterministic_step_lands_on_q_at_the_next_timestep(
+    parameterization, sampler, respacing, switch
+):
+    # From x_t = q(x0, t, eps) a step with an oracle model must give q(x0, t', eps) at the next
+    # timestep t' the (respaced) sampler visits, whichever model takes the step, and x0 at the end.
+    diffusion = GaussianDiffusion(parameterization=parameterization)
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.rand(2, 6, 8, 8, generator=gen) * 1.8 - 0.9
+    eps = torch.randn(x0.shape, generator=gen)
+    steps = sampling_timesteps(1000, respacing)
+    log = []
+    large, small = (Recorder(diffusion, x0, name, log) for name in ("large", "small"))
+    x_first = diffusion.q_sample(x0, torch.full((2,), steps[0]), eps)
+    out = sample_two_stage(
+        diffusion, large, small, x0.shape, switch, sampler=sampler, timestep_respacing=respacing,
+        noise=x_first,
+    )  # fmt: skip
+    assert [t for _, t, _ in log] == steps
+    assert [name for name, _, _ in log] == ["large" if t >= switch else "small" for t in steps]
+    for _, t, x_t in log:
+        expected = diffusion.q_sample(x0, torch.full((2,), t), eps)
+        # eps-parameterised x0 = x_t / sqrt(abar) - ...: float32 rounding grows as abar -> 0
+        tol = 1e-4 if parameterization == "x0" else 2e-3
+        torch.testing.assert_close(x_t, expected, atol=tol, rtol=0, msg=f"t = {t}")
+    torch.testing.assert_close(out, x0, atol=1e-4, rtol=0)
 
 
 def test_cold_without_clamp_equals_ddim_eta_zero():

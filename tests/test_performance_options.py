@@ -1,11 +1,12 @@
 """
 Every speed or memory option gives the reference mode's numbers (fp32, math attention, NCHW, no
-checkpointing, AdamW without the fused kernel) within a stated tolerance; FLOP counting is exact.
+checkpointing) within a stated tolerance; FLOP counting is exact.
 
 torch.compile has no test here: compiling even a tiny UNet took minutes on the 2-core CPU of CI.
 """
 
 import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -150,31 +151,6 @@ def test_bf16_autocast_forward_is_close_to_fp32(cls, params):
     assert 0 < rel < 2e-2
 
 
-def test_fused_adamw_matches_unfused_on_cpu():
-    # torch >= 2.4 has a fused AdamW kernel for CPU tensors too; TrainLoop takes it when
-    # optimizer.params.fused is true (its default: fused on CUDA only). Both optimizers get the same
-    # gradients: recomputing them from two models would let rounding differences grow, and Adam
-    # turns the rounding noise of a gradient that is zero in exact arithmetic (a conv bias that the
-    # GroupNorm after it cancels) into steps of +-lr.
-    model = make(UNetModel, LARGE)
-    start = [p.detach().clone() for p in model.parameters()]
-    runs = []
-    for fused in (False, True):
-        params = [nn.Parameter(p.clone()) for p in start]
-        opt = torch.optim.AdamW(
-            params, lr=1e-3, weight_decay=0.002, fused=fused, foreach=False if not fused else None
-        )
-        gen = torch.Generator().manual_seed(5)
-        for _ in range(3):
-            for p in params:
-                p.grad = torch.randn(p.shape, generator=gen) * 0.01
-            opt.step()
-        runs.append(params)
-    for p0, p, q in zip(start, *runs):
-        assert (p - p0).abs().max() > 1e-4  # the steps moved every tensor
-        torch.testing.assert_close(q, p, atol=1e-7, rtol=1e-6)
-
-
 def test_two_stage_sampling_with_sdpa_matches_math():
     diffusion = GaussianDiffusion()
     shape = (2, CHANNELS, SIZE, SIZE)
@@ -254,4 +230,15 @@ def test_bench_script_runs_its_flop_count():
         [sys.executable, str(REPO / "benchmarks" / "bench.py"), "--preset", "tiny", "--flops-only"],
         capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
-    assert "8 channels, 32 px" in out.stdout and "forward large 0.324, small 0.388" in out.stdout
+    pattern = r"(\d+) channels, (\d+) px.*forward large ([\d.]+), small ([\d.]+)"
+    found = re.search(pattern, out.stdout)
+    assert found, out.stdout
+    channels, size = int(found.group(1)), int(found.group(2))
+    # What the bench prints is the count of the tiny configs' models (4 defect classes).
+    for name, printed in (("large", found.group(3)), ("small", found.group(4))):
+        cfg = load_config(str(REPO / "configs" / f"tiny_{name}.yaml"), num_defect=4)
+        assert cfg["model"]["params"]["in_channels"] == channels
+        with torch.device("meta"):
+            model = build_model(cfg)
+        expected = flops_per_forward(model, (1, channels, size, size)) / 1e9
+        assert float(printed) == pytest.approx(expected, abs=0.0005)

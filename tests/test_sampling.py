@@ -29,6 +29,7 @@ from defect_gen.unet import UNetModel
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = REPO / ".venv" / "bin"
 N, B, RES, K = 5, 2, 16, 4
+TRAIN_STEPS = 100
 
 
 def _script(name):
@@ -51,17 +52,21 @@ def subprocess_env():
 
 @pytest.fixture(scope="session")
 def ckpts(tmp_path_factory):
-    """Two tiny checkpoints (16 px, 4 defect classes) trained for 2 steps by scripts/train.py."""
+    """
+    Two tiny checkpoints (16 px, 4 defect classes) trained by scripts/train.py, once per session, for
+    TRAIN_STEPS steps: long enough that their samples' masks are not constant (a few seconds).
+    """
     root = tmp_path_factory.mktemp("sampling_ckpts")
     write_dataset(root / "data", layout="official", num_per_type=2, size=RES, seed=0)
     paths = {}
     for kind in ("large", "small"):
         TRAIN.main([
             "--config", str(REPO / f"configs/tiny_{kind}.yaml"), "--work_dir", str(root / kind),
-            "--data_dir", str(root / "data"), "train.iterations=2", "train.max_images=1",
-            f"data.params.resolution={RES}", "data.params.num_image_train=2", "data.bs_per_gpu=2",
+            "--data_dir", str(root / "data"), f"train.iterations={TRAIN_STEPS}", "train.max_images=1",
+            "train.preview_respacing=2", f"data.params.resolution={RES}", "data.params.num_image_train=2",
+            "data.bs_per_gpu=4", "train.log_interval=50", "optimizer.params.lr=0.002",
         ])  # fmt: skip
-        paths[kind] = str(root / kind / "checkpoints" / "ckpt_000002.pt")
+        paths[kind] = str(root / kind / "checkpoints" / f"ckpt_{TRAIN_STEPS:06d}.pt")
         assert Path(paths[kind]).exists()
     return paths
 
@@ -175,11 +180,11 @@ def test_sample_folder_contract(base, ckpts):
     g = m["generation"]
     assert (
         g["large_recep"]["path"] == os.path.abspath(ckpts["large"])
-        and g["large_recep"]["step"] == 2
+        and g["large_recep"]["step"] == TRAIN_STEPS
     )
     assert (
         g["small_recep"]["path"] == os.path.abspath(ckpts["small"])
-        and g["small_recep"]["step"] == 2
+        and g["small_recep"]["step"] == TRAIN_STEPS
     )
     assert (g["step_inference"], g["sampler"], g["timestep_respacing"], g["eta"], g["seed"]) == (
         400,
@@ -227,6 +232,11 @@ def test_mpirun_1_and_2_ranks_give_the_same_samples(base, launched, record_prope
     m2 = json.loads((two / "manifest.json").read_text())
     assert m2["world_size"] == 2 and m2["last_run"]["generated"] == list(range(N))
     assert m2["generation"] == json.loads((one / "manifest.json").read_text())["generation"]
+    # The comparison means something only if the masks vary: every mask holds background and a
+    # defect (2-step models give some all-background masks), and the folder holds several classes.
+    masks = read_folder(one, "masks")
+    assert all(0 < (m > 0).mean() < 0.5 for m in masks), [float((m > 0).mean()) for m in masks]
+    assert len(np.unique(np.concatenate([m.ravel() for m in masks]))) >= 3
     for sub in sampling.SUBDIRS:
         a, b = read_folder(one, sub), read_folder(two, sub)
         assert len(a) == len(b) == N

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +15,11 @@ import yaml
 from conftest import REPO
 from PIL import Image
 
-from defect_gen.config import ConfigError, load_config
+from defect_gen.checkpoints import latest_checkpoint
+from defect_gen.config import ConfigError, load_config, model_params
 from defect_gen.fileio import load_torch
 from defect_gen.toy_data import write_dataset
-from defect_gen.train_util import latest_checkpoint
+from defect_gen.unet import UNetModel
 
 BIN = Path(sys.executable).parent
 # A very small large-model run: 16 px, batch 2, a preview of 1 image with 2 steps, at the end only.
@@ -143,6 +145,65 @@ def test_overrides_parse_yaml_scalars(tmp_path):
     assert cfg["train"]["precision"] == "bf16" and cfg["optimizer"]["params"]["lr"] == 3e-4
 
 
+def test_auto_channels_follow_num_defect():
+    for k in (1, 3, 5):
+        cfg = load_config(REPO / "configs/tiny_large.yaml", num_defect=k)
+        params = cfg["model"]["params"]
+        assert params["in_channels"] == params["out_channels"] == k + 4
+        assert cfg["data"]["params"]["num_defect"] == k
+    with pytest.raises(ConfigError, match=r"tiny_small.yaml: .*auto .*num_defect is unknown"):
+        load_config(REPO / "configs/tiny_small.yaml")
+    deferred = load_config(REPO / "configs/tiny_small.yaml", need_num_defect=False)
+    assert deferred["model"]["params"]["in_channels"] == "auto"
+    assert deferred["data"]["params"]["num_defect"] is None
+    # One explicit side fixes the other and num_defect.
+    cfg = load_config(REPO / "configs/tiny_small.yaml", ["model.params.in_channels=7"])
+    assert cfg["model"]["params"]["out_channels"] == 7 and cfg["data"]["params"]["num_defect"] == 3
+    with pytest.raises(ConfigError, match=r"model.params.in_channels must be an integer or auto"):
+        load_config(REPO / "configs/tiny_small.yaml", ["model.params.in_channels=eight"])
+
+
+def _release_large_with(tmp_path, **params):
+    cfg = json.loads(json.dumps(RELEASE_LARGE))
+    cfg["model"]["params"].update(params)
+    (tmp_path / "large_recep.yml").write_text(yaml.safe_dump(cfg))
+    return tmp_path / "large_recep.yml"
+
+
+def test_model_keys_are_checked_against_the_model_class(tmp_path):
+    # attention_resolutions is a keyword of the small (patch) model only.
+    path = _release_large_with(tmp_path, attention_resolutions=[2, 4])
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "large_recep.yml" in str(err.value) and "'model.params.attention_resolutions'" in str(
+        err.value
+    )
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match=r"large_recep.yml: .*'model.params.channel_mults'"):
+        load_config(_release_large_with(tmp_path, channel_mults=[1, 2]))
+    with pytest.raises(ConfigError, match=r"large_recep.yml: model.params.num_classes must be nu"):
+        load_config(_release_large_with(tmp_path, num_classes=3))
+    assert load_config(_release_large_with(tmp_path, num_classes=None))["model"]["params"]
+
+
+def test_resolution_check_uses_the_model_default_channel_mult(tmp_path):
+    levels = len(model_params(UNetModel)["channel_mult"])
+    path = _release_large_with(tmp_path, channel_mult=None)
+    refused = f"resolution 36 must be a multiple of {2 ** (levels - 1)}"
+    with pytest.raises(ConfigError, match=refused):
+        load_config(path, ["data.params.resolution=36"])
+    with pytest.raises(RuntimeError):  # the model itself cannot take it either
+        UNetModel(36, 9, 32, 9, 1, attention_downsample=())(
+            torch.zeros(1, 9, 36, 36), torch.zeros(1)
+        )
+    assert load_config(path, ["data.params.resolution=64"])["data"]["params"]["resolution"] == 64
+
+
+def test_release_eval_interval_is_accepted(tmp_path):
+    cfg = load_config(_release_large_with(tmp_path), ["train.eval_interval=500"])
+    assert cfg["train"]["eval_interval"] == 500
+
+
 # ------------------------------------------------------------------------------------------------
 # Bad input through scripts/train.py
 
@@ -239,9 +300,17 @@ def test_corrupt_resume_checkpoint_gives_one_error_line(toy, trained_dir, tmp_pa
 
 
 def test_num_defect_that_does_not_fit_the_model_is_refused(toy, tmp_path):
-    result = train(tmp_path / "run", toy, "--num_defect", "5")
+    explicit = ["model.params.in_channels=8", "model.params.out_channels=8"]
+    result = train(tmp_path / "run", toy, "--num_defect", "5", *explicit)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "needs 9" in last_line(result.stderr) and "tiny_large.yaml" in last_line(result.stderr)
+    assert not (tmp_path / "run").exists()
+
+
+def test_auto_channels_take_the_number_of_classes_the_dataset_shows(trained_dir):
+    config = yaml.safe_load((trained_dir / "config.yaml").read_text())
+    assert config["data"]["params"]["num_defect"] == 4  # the toy dataset's classes
+    assert config["model"]["params"]["in_channels"] == config["model"]["params"]["out_channels"] == 8
 
 
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(toy, tmp_path):
@@ -282,6 +351,7 @@ RECIPE = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", [False, True], ids=["plain", "recipe"])
 def test_exact_resume_after_kill(toy, tmp_path, recipe):
     # recipe: with the EMA warm-up, the class-weighted CE mask loss and defect-centred crops.
@@ -306,6 +376,7 @@ def test_exact_resume_after_kill(toy, tmp_path, recipe):
     assert weights[0] == weights[1] and (weights[0] is not None) == recipe
 
 
+@pytest.mark.slow
 def test_kill_while_writing_checkpoint_keeps_latest_complete(toy, tmp_path):
     work = tmp_path / "run"
     result = train(
@@ -343,6 +414,29 @@ def test_mpirun_two_ranks_stay_in_sync_and_read_different_samples(toy, tmp_path)
     assert end["ranks_in_sync"] is True and end["step"] == 5
 
 
+@pytest.mark.skipif(
+    shutil.which("mpirun", path=str(BIN)) is None, reason="mpirun not installed in the venv"
+)
+def test_mpirun_non_finite_loss_on_one_rank_stops_every_rank(toy, tmp_path):
+    work = tmp_path / "run"
+    args = ["train.iterations=6", "train.save_ckpt_interval=2"]
+    launcher = [str(BIN / "mpirun"), "-n", "2", "-outfile-pattern", str(tmp_path / "out.%r"),
+                "-errfile-pattern", str(tmp_path / "err.%r")]  # fmt: skip
+    started = time.monotonic()
+    result = train(work, toy, *args, fault="nan_loss_rank1:3", launcher=launcher)
+    assert time.monotonic() - started < 60  # nothing waits for the stopped rank
+    assert result.returncode != 0
+    lines = [last_line((tmp_path / f"err.{rank}").read_text()) for rank in (0, 1)]
+    assert lines[0] == lines[1], lines  # the same one-line error on both ranks
+    assert lines[0].startswith("error: non-finite loss (") and "at step 3" in lines[0]
+    assert "nan on rank 1" in lines[0] and "ckpt_000002.pt" in lines[0]
+    for rank in (0, 1):
+        assert "Traceback" not in (tmp_path / f"err.{rank}").read_text()
+    latest = latest_checkpoint(work)
+    assert latest.endswith("ckpt_000002.pt") and load_torch(latest)["step"] == 2
+    assert not (work / "checkpoints" / "ckpt_000004.pt").exists()
+
+
 def test_previews_at_the_end_and_none_with_max_images_zero(toy, trained_dir, tmp_path):
     # The 2-step fixture run previews at its last step (log_image_interval 1000 is never reached).
     assert [p.name for p in (trained_dir / "samples").iterdir()] == ["step_000002.png"]
@@ -355,10 +449,13 @@ def test_previews_at_the_end_and_none_with_max_images_zero(toy, trained_dir, tmp
 
 def test_train_large_wrapper_trains_on_cpu(toy, tmp_path):
     work = tmp_path / "run"
-    cmd = ["sh", str(REPO / "train_large.sh"), "--config", str(REPO / "configs/tiny_large.yaml"),
-           "--work_dir", str(work), "--data_dir", str(toy), *FAST, "train.iterations=2"]  # fmt: skip
+    # Overrides before, between and after the options.
+    cmd = ["sh", str(REPO / "train_large.sh"), "train.iterations=2", "--config",
+           str(REPO / "configs/tiny_large.yaml"), *FAST, "--work_dir", str(work), "--data_dir", str(toy),
+           "--num_defect", "6", "train.log_interval=2"]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, env=env(), timeout=300)
     assert result.returncode == 0, result.stderr
     assert load_torch(latest_checkpoint(work))["step"] == 2
     config = yaml.safe_load((work / "config.yaml").read_text())
     assert config["model"]["target"] == "large" and config["train"]["iterations"] == 2
+    assert config["train"]["log_interval"] == 2 and config["model"]["params"]["in_channels"] == 10

@@ -1,0 +1,376 @@
+"""
+Generate defective images with their masks: the large model for t >= S, the small one for t < S.
+
+    python scripts/sample.py --large_recep L.pt --small_recep S.pt --step_inference 400 --sample_dir out
+    mpirun -n 4 python scripts/sample.py ...           # sample i goes to rank i % 4
+    python scripts/sample.py ... --large_recep_config large_recep.yml --small_recep_config small_recep.yml
+                                                        # the release's checkpoints ({model, ema, optimizer})
+
+Writes images/, masks/ (class index), masks_rgb/, grid.png and manifest.json into --sample_dir. Sample i
+comes from seed + i, whatever the batch size or process count. Re-running the same command generates only
+the missing samples; other generation parameters into the same folder are refused (unless --overwrite).
+
+Defects where you want them (see defect_gen/conditioning.py):
+    --mode mask --masks DIR                      the given masks, images drawn around them
+    --mode inpaint --mask_source train --per_class 10
+                                                 training masks moved at random, inpainted onto good images
+                                                 (--good_dir, default the dataset's train/good)
+    --mode inpaint --mask_source joint           masks drawn by the joint model, inpainted onto good images
+Selection (see defect_gen/selection.py):
+    --keep defect                                skip candidates whose mask holds no defect
+    --keep balanced [--quota Crack=10,Break=5]   fill per-class quotas (default: training class shares)
+"""
+
+import argparse
+import json
+import os
+import time
+
+
+from .. import conditioning, dist_util, sampling, selection
+from ..cli import run_cli, str2bool
+from ..config import ConfigError
+from ..fileio import atomic_write_text
+from ..folders import (
+    FolderError,
+    FolderLock,
+    check_no_foreign_files,
+    check_writable_file,
+    check_writable_folder,
+)
+from ..logger import configure_logging
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--large_recep", required=True, help="checkpoint of the large (global) model")
+    p.add_argument("--small_recep", required=True, help="checkpoint of the small (patch) model")
+    p.add_argument(
+        "--step_inference",
+        type=int,
+        required=True,
+        help="switch S: the large model denoises t >= S, the small one t < S (0..T)",
+    )
+    p.add_argument("--sample_dir", required=True, help="output folder")
+    p.add_argument(
+        "--num_defect", type=int, help="defect classes K (checked against the checkpoints)"
+    )
+    p.add_argument(
+        "--num_samples", type=int, help="default 16, or the sum of --quota / --per_class"
+    )
+    p.add_argument(
+        "--batch_size", type=int, default=8, help="samples per forward pass, per process"
+    )
+    p.add_argument("--seed", type=int, default=0, help="sample i is drawn from seed + i")
+    p.add_argument("--sampler", choices=sampling.SAMPLERS, default="cold")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity")
+    p.add_argument(
+        "--timestep_respacing",
+        default="",
+        help='"" for all T steps, or e.g. 250, ddim50, "10,20,30"',
+    )
+    p.add_argument(
+        "--use_ema", type=str2bool, default=True, help="EMA weights (default) or raw ones"
+    )
+    p.add_argument("--precision", choices=tuple(sampling.AUTOCAST_DTYPES), default="fp32")
+    p.add_argument(
+        "--large_recep_config", help="YAML of the large model (needed for release checkpoints)"
+    )
+    p.add_argument(
+        "--small_recep_config", help="YAML of the small model (needed for release checkpoints)"
+    )
+    p.add_argument(
+        "--device", default=None, help="auto, cpu, cuda, cuda:N or gpu (default: cuda when available)"
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the samples of a folder generated with other parameters (removes only the "
+        "files the tool wrote; refuses if the folder holds others)",
+    )
+    p.add_argument(
+        "--call_log", help="write every model call as a JSON line {rank, batch, model, t}"
+    )
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    c = p.add_argument_group("conditioning (defects where you want them)")
+    c.add_argument("--mode", choices=conditioning.MODES, default="joint")
+    c.add_argument(
+        "--mask_source",
+        choices=conditioning.MASK_SOURCES,
+        help="dir (--masks), train (the dataset's training masks, moved at random) or joint (drawn by "
+        "the joint model); default: dir with --masks, else train",
+    )
+    c.add_argument(
+        "--masks", help="folder of class-index mask PNGs (values 0..K) at the model's size"
+    )
+    c.add_argument(
+        "--data_dir",
+        help="dataset of --mask_source train and of the default --good_dir "
+        "(default: the large checkpoint's)",
+    )
+    c.add_argument("--good_dir", help="good images for --mode inpaint (default: DATA/train/good)")
+    c.add_argument(
+        "--band",
+        type=int,
+        help="inpaint: pixels around the defect also generated (default R/16, >= 2)",
+    )
+    c.add_argument(
+        "--per_class", help="train masks: N per class, or Name=N,Name=N (sets --num_samples)"
+    )
+    c.add_argument(
+        "--strict_size", action="store_true", help="refuse good images of another size (no resize)"
+    )
+    c.add_argument("--resample", type=int, default=0, help="RePaint resampling per step (R)")
+    k = p.add_argument_group("selection")
+    k.add_argument("--keep", choices=selection.KEEP, default="all")
+    k.add_argument("--quota", help="--keep balanced: Name=N,Name=N (sets --num_samples)")
+    k.add_argument(
+        "--max_candidates",
+        type=int,
+        help=f"--keep: give up after this many candidates (default {selection.MAX_CANDIDATES_FACTOR} "
+        "x --num_samples)",
+    )
+    return p.parse_args(argv)  # fmt: skip
+
+
+def _agree(error):
+    """Raise rank 0's user error (or None) on every rank, so that no rank waits alone."""
+    messages = dist_util.all_gather_object(str(error) if error else None)
+    if error is not None:
+        raise error
+    first = next((m for m in messages if m), None)
+    if first:
+        raise FolderError(first)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if (args.num_samples is not None and args.num_samples < 1) or args.batch_size < 1:
+        raise ConfigError("--num_samples and --batch_size must be positive")
+    started = time.perf_counter()
+    device = dist_util.setup_dist(args.device)
+    rank, world = dist_util.get_rank(), dist_util.get_world_size()
+    configure_logging(rank)
+    check_writable_folder(args.sample_dir, "--sample_dir")
+    if args.call_log:
+        check_writable_file(args.call_log, "--call_log")
+    lock = FolderLock(args.sample_dir, "--sample_dir")
+    try:
+        return _sample(args, started, device, rank, world, lock)
+    finally:
+        lock.release()
+
+
+def _sample(args, started, device, rank, world, lock):
+
+    pair = sampling.load_pair(
+        args.large_recep, args.small_recep, large_config=args.large_recep_config,
+        small_config=args.small_recep_config, use_ema=args.use_ema, num_defect=args.num_defect,
+        device=device,
+    )  # fmt: skip
+    plan = conditioning.build_plan(
+        pair, mode=args.mode, mask_source=args.mask_source, masks=args.masks,
+        good_dir=args.good_dir, data_dir=args.data_dir, band=args.band, per_class=args.per_class,
+        strict_size=args.strict_size, resample=args.resample, seed=args.seed,
+    )  # fmt: skip
+    if plan is None and args.data_dir is not None:
+        raise ConfigError("--data_dir has no effect in --mode joint; use --mode mask or inpaint")
+    training = pair.large.data_stats or pair.small.data_stats
+    quotas, num_samples = selection.resolve_quotas(
+        args.keep, args.quota, args.num_samples, pair.classes, training
+    )
+    if plan is not None and plan.per_class:
+        if args.keep == "balanced":
+            raise ConfigError("--per_class and --keep balanced both set class quotas; give one")
+        total = sum(plan.per_class.values())
+        if args.keep == "all":
+            if args.num_samples is not None and args.num_samples != total:
+                raise ConfigError(
+                    f"--num_samples {args.num_samples} differs from the sum of --per_class ({total})"
+                )
+            num_samples = total
+    if args.keep == "all" and args.max_candidates is not None:
+        raise ConfigError("--max_candidates applies to --keep defect|balanced only")
+    params = sampling.generation_params(
+        pair, switch_t=args.step_inference, sampler=args.sampler,
+        timestep_respacing=args.timestep_respacing, eta=args.eta, seed=args.seed,
+        use_ema=args.use_ema, precision=args.precision,
+    )  # fmt: skip
+    if plan is not None:  # the joint mode's parameters stay as they were
+        params.update(plan.params)
+    if args.keep != "all":
+        params.update(keep=args.keep, quotas=quotas)
+    old = None
+    # every rank checks, so all raise alike and none waits alone
+    if args.overwrite:
+        check_no_foreign_files(args.sample_dir, _manifest_or_none(args.sample_dir))
+    else:
+        sampling.check_folder(args.sample_dir, params)
+        old = sampling.read_manifest(args.sample_dir)
+    manifest = sampling.base_manifest(
+        pair, params, num_samples=num_samples, batch_size=args.batch_size, world_size=world,
+        device=device,
+    )  # fmt: skip
+    manifest["mode"] = args.mode
+    sel = None
+    if args.keep != "all":
+        sel = selection.Selection.restore(
+            (old or {}).get("selection"), args.keep, num_samples, pair.classes, quotas, args.seed
+        )
+        manifest["seeds"] = (
+            f"candidate j is drawn from seed {args.seed} + j; the kept candidates are samples 0, 1, .. "
+            "in order (selection.kept), the others are listed in selection.skipped_seeds"
+        )
+        manifest["selection"] = sel.record(_records(plan, sel))
+    elif plan is not None:
+        manifest["samples"] = [{"index": i, **plan.record(i)} for i in range(num_samples)]
+    error = None
+    if rank == 0:
+        try:
+            os.makedirs(args.sample_dir, exist_ok=True)
+            lock.acquire()
+            if not args.overwrite:  # again under the lock: another run may have written meanwhile
+                sampling.check_folder(args.sample_dir, params)
+        except ConfigError as exc:
+            error = exc
+    _agree(error)
+    if rank == 0:
+        if args.overwrite:
+            sampling.clear_folder(args.sample_dir)
+        sampling.write_manifest(args.sample_dir, manifest)
+    dist_util.barrier()
+    load_s = time.perf_counter() - started
+
+    kw = dict(
+        switch_t=args.step_inference, seed=args.seed, batch_size=args.batch_size,
+        sampler=args.sampler, timestep_respacing=params["timestep_respacing"], eta=args.eta,
+        precision=args.precision, progress=rank == 0 and not args.no_progress, plan=plan,
+        resample=args.resample,
+    )  # fmt: skip
+    calls = [] if args.call_log else None
+    steps = manifest["steps"]
+    if sel is None:
+        todo = sampling.missing_indices(args.sample_dir, range(rank, num_samples, world))
+        total_todo = sum(dist_util.all_gather_object(len(todo)))
+        what = f"{total_todo} of {num_samples} samples to generate ({num_samples - total_todo} already complete)"
+    else:  # kept samples that are missing are regenerated from their seeds first
+        kept = [j for j, _ in sel.kept]
+        todo = sampling.missing_indices(args.sample_dir, range(rank, len(kept), world))
+        total_todo = sum(dist_util.all_gather_object(len(todo)))
+        what = (
+            f"--keep {args.keep}: {len(kept)} of {num_samples} samples kept so far, {total_todo} of them "
+            f"missing; candidates from seed {args.seed + sel.next}"
+        )
+    if rank == 0:
+        print(
+            f"{what} with {world} process(es) on {device.type}, --mode {args.mode}: "
+            f"large model {steps['large']['count']} steps, small {steps['small']['count']} "
+            f"(switch {args.step_inference}), {args.sampler} sampler, {pair.resolution} px",
+            flush=True,
+        )
+    gen_started = time.perf_counter()
+    if sel is None:
+        for batch, x in sampling.generate(pair, todo, call_log=calls, **kw):
+            sampling.write_samples(args.sample_dir, batch, x, pair.num_defect)
+    else:
+        output = {kept[i]: i for i in todo}
+        for batch, x in sampling.generate(pair, [kept[i] for i in todo], call_log=calls, **kw):
+            sampling.write_samples(args.sample_dir, [output[j] for j in batch], x, pair.num_defect)
+        todo = todo + _select(args, pair, sel, manifest, plan, calls, kw, rank, world, num_samples)
+    dist_util.barrier()
+    generate_s = time.perf_counter() - gen_started
+    generated = sorted(i for part in dist_util.all_gather_object(todo) for i in part)
+    all_calls = dist_util.all_gather_object(calls)
+
+    if rank == 0:
+        indices = list(range(num_samples))
+        stats = sampling.folder_mask_stats(args.sample_dir, indices, pair.num_defect)
+        sampling.write_grid(args.sample_dir, indices, pair.num_defect)
+        timing = sampling.timing_record(load_s, generate_s, len(generated))
+        manifest.update(
+            status="complete", timing=timing, generated_mask_stats=stats,
+            last_run={"generated": generated, "skipped": num_samples - len(generated)},
+        )  # fmt: skip
+        inside = _relative_inside(args.call_log, args.sample_dir) if args.call_log else None
+        if inside:  # the tool wrote it: a later --overwrite may remove it
+            manifest["files"] = [inside]
+        sampling.write_manifest(args.sample_dir, manifest)
+        if args.call_log:
+            lines = [
+                json.dumps({"rank": r, **call}) for r, part in enumerate(all_calls) for call in part
+            ]
+            atomic_write_text(args.call_log, "".join(line + "\n" for line in lines))
+        rate = f"{timing['samples_per_s']:.3f} samples/s" if timing["samples_per_s"] else "-"
+        chosen = ""
+        if sel is not None:
+            chosen = (
+                f"; --keep {args.keep} kept {len(sel.kept)} of {sel.next} candidates "
+                f"({len(sel.skipped)} seeds skipped)"
+            )
+        print(
+            f"done: {len(generated)} samples generated in {generate_s:.1f} s ({rate}, {world} process(es)), "
+            f"{num_samples - len(generated)} kept{chosen}; loading took {load_s:.1f} s; "
+            f"folder {args.sample_dir}\n"
+            + sampling.format_stats_table(pair.classes, stats, training),
+            flush=True,
+        )
+    dist_util.cleanup()
+
+
+def _records(plan, sel):
+    """Give {candidate j: its conditioning record} of the kept candidates (empty in the joint mode)."""
+    return {j: plan.record(j) for j, _ in sel.kept} if plan is not None else {}
+
+
+def _select(args, pair, sel, manifest, plan, calls, kw, rank, world, num_samples):
+    """
+    Judge candidates in blocks of world x batch_size until the selection is done; each rank generates
+    every world-th candidate of a block and writes the kept ones. Give the output indices this rank wrote.
+    """
+    written = []
+    limit = args.max_candidates or selection.MAX_CANDIDATES_FACTOR * num_samples
+    while not sel.done:
+        if sel.next >= limit:
+            raise ConfigError(
+                f"--keep {args.keep}: still short after {sel.next} candidates (seeds {args.seed}.."
+                f"{args.seed + sel.next - 1}): {sel.shortfall()}; the models rarely draw it: pass a "
+                f"larger --max_candidates or lower the quota (the {len(sel.kept)} samples kept so far stay)"
+            )
+        block = list(range(sel.next, min(sel.next + world * args.batch_size, limit)))
+        mine, found = {}, {}
+        for batch, x in sampling.generate(pair, block[rank::world], call_log=calls, **kw):
+            index_maps = sampling.to_arrays(x)[1]
+            for b, j in enumerate(batch):
+                mine[j] = x[b : b + 1]
+                found[j] = conditioning.main_class(index_maps[b])
+        for part in dist_util.all_gather_object(found):
+            found.update(part)
+        for j in block:
+            i = sel.offer(j, found[j])
+            if i is not None and j in mine:
+                sampling.write_samples(args.sample_dir, [i], mine[j], pair.num_defect)
+                written.append(i)
+        manifest["selection"] = sel.record(_records(plan, sel))
+        if rank == 0:  # progress, so that a killed run resumes from here
+            sampling.write_manifest(args.sample_dir, manifest)
+    return written
+
+
+def _manifest_or_none(sample_dir):
+    try:
+        return sampling.read_manifest(sample_dir)
+    except ConfigError:
+        return None
+
+
+def _relative_inside(path, folder):
+    """Give `path` relative to `folder` when it lies inside it, else None."""
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(folder))
+    return None if rel.startswith("..") else rel
+
+
+def entry():
+    """The console command: user errors become one `error:` line (see defect_gen.cli)."""
+    run_cli(main)
