@@ -410,8 +410,12 @@ def check_rules(cfg, source="config", origins=None):
     origin = _origin(source, origins)
     for key, rule in RULES.items():
         value = _get(cfg, key)
-        if value == AUTO and key.rsplit(".", 1)[-1] in CHANNEL_KEYS:
-            continue  # filled from num_defect by _resolve_channels
+        if key.rsplit(".", 1)[-1] in CHANNEL_KEYS and key.startswith("model."):
+            if value is None or value == AUTO:
+                continue  # filled from num_defect by _resolve_channels
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{origin(key)}: {key} must be an integer or {AUTO}, got {value!r}")
+            continue
         problem = rule.describe(value)
         if problem:
             raise ConfigError(f"{origin(key)}: {key} {problem}")

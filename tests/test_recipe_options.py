@@ -64,7 +64,7 @@ def _random_batches(shape, seed=0):
 
 
 def _loop(tmp_path, *overrides, stats=None):
-    cfg = load_config(REPO / "configs/tiny_small.yaml", [*TINY, *overrides])
+    cfg = load_config(REPO / "configs/tiny_small.yaml", [*TINY, *overrides], num_defect=4)
     torch.manual_seed(0)
     shape = (2, cfg["model"]["params"]["in_channels"], 16, 16)
     return TrainLoop(
@@ -353,7 +353,7 @@ def test_num_good_without_good_images_is_one_error_line(tmp_path):
 )
 def test_bad_recipe_keys_are_refused(override, message):
     with pytest.raises(ConfigError, match=message) as info:
-        load_config(REPO / "configs/tiny_large.yaml", [override])
+        load_config(REPO / "configs/tiny_large.yaml", [override], num_defect=4)
     # a bad value names where it came from; a bad combination names the config file
     assert "tiny_large.yaml" in str(info.value) or "command line" in str(info.value)
 
