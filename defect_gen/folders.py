@@ -17,6 +17,7 @@ import socket
 import sys
 import time
 
+from . import dist_util
 from .config import ConfigError
 
 LOCK_NAME = ".defect_gen.lock"
@@ -302,3 +303,16 @@ def clear_sample_folder(sample_dir, manifest=None):
 def is_disk_full(exc):
     """Tell whether an OSError means that the disk (or quota) is full."""
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def agree_on_error(error):
+    """
+    Raise rank 0's user error `error` (or None) on every rank, so that no rank waits alone in a later
+    collective: the other ranks raise a FolderError with the same message.
+    """
+    messages = dist_util.all_gather_object(str(error) if error else None)
+    if error is not None:
+        raise error
+    first = next((m for m in messages if m), None)
+    if first:
+        raise FolderError(first)

@@ -32,6 +32,7 @@ from ..cli import run_cli, str2bool
 from ..config import ConfigError
 from ..fileio import atomic_write_text
 from ..folders import (
+    agree_on_error,
     FolderError,
     FolderLock,
     check_no_foreign_files,
@@ -135,15 +136,6 @@ def parse_args(argv):
     return p.parse_args(argv)  # fmt: skip
 
 
-def _agree(error):
-    """Raise rank 0's user error (or None) on every rank, so that no rank waits alone."""
-    messages = dist_util.all_gather_object(str(error) if error else None)
-    if error is not None:
-        raise error
-    first = next((m for m in messages if m), None)
-    if first:
-        raise FolderError(first)
-
 
 def main(argv=None):
     args = parse_args(argv)
@@ -235,7 +227,7 @@ def _sample(args, started, device, rank, world, lock):
                 sampling.check_folder(args.sample_dir, params)
         except ConfigError as exc:
             error = exc
-    _agree(error)
+    agree_on_error(error)
     if rank == 0:
         if args.overwrite:
             sampling.clear_folder(args.sample_dir)

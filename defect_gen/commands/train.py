@@ -29,6 +29,7 @@ from ..config import (
 )
 from ..fileio import atomic_write_text
 from ..folders import (
+    agree_on_error,
     FolderError,
     FolderLock,
     check_writable_folder,
@@ -110,15 +111,6 @@ def check_resume(ckpt, resume, cfg, classes, allow):
     return changes
 
 
-def _agree(error):
-    """Raise `error` (a user error of rank 0, or None) on every rank, so that no rank waits alone."""
-    messages = dist_util.all_gather_object(str(error) if error else None)
-    if error is not None:
-        raise error
-    first = next((m for m in messages if m), None)
-    if first:
-        raise FolderError(first)
-
 
 def main(argv=None):
     args = parse_args(argv)
@@ -147,7 +139,7 @@ def main(argv=None):
                     lock.acquire()
                 except FolderError as exc:
                     error = exc
-            _agree(error)
+            agree_on_error(error)
         return _train(args, cfg, device, rank, world, lock)
     finally:
         lock.release()
@@ -222,7 +214,7 @@ def _train(args, cfg, device, rank, world, lock):
             lock.acquire()
         except FolderError as exc:
             error = exc
-    _agree(error)
+    agree_on_error(error)
     if rank == 0:
         for path in remove_stale_temp_files(args.work_dir):
             print(f"removed {path}, left by an interrupted save", flush=True)
