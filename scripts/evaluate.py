@@ -1,11 +1,7 @@
 """
-Does the synthetic data help segmentation on my data? Train a compact segmentation net under four
-regimes — (a) real, (b) real + classic augmentation, (c) real + copy-paste, (d) real + synthetic —
-with one schedule and the same seeds, score each on the held-out real pairs, and measure the
-synthetic set (memorisation, diversity, mask statistics, optional FID/KID). Writes report.json,
-report.md, report.png.
+The downstream benchmark: a thin wrapper of defect_gen.commands.evaluate (defect-gen-evaluate).
 
-    python scripts/evaluate.py --data_dir D --num_train_per_type 5 --synthetic DIR --out DIR         [--resolution 128] [--seeds 3] [--iterations 600] [--synthetic_ratio 1.0]
+Run it with --help for the usage; the shell wrappers (train_*.sh, inference.sh) call this file.
 """
 
 import sys

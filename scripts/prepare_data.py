@@ -1,11 +1,7 @@
 """
-Check a defect dataset folder and print what training will read; optionally rewrite it in the official layout.
+Inspect or convert a dataset: a thin wrapper of defect_gen.commands.prepare_data (defect-gen-prepare).
 
-    python scripts/prepare_data.py DATA_DIR [--num_defect K] [--classes a,b,c] [--num_image_train N]
-                                   [--write_official OUT]
-
-Prints the layout, the defect types with their class ids, pair counts, mask coverage and every problem
-found. Exits 2 when there is any problem (nothing is written then).
+Run it with --help for the usage; the shell wrappers (train_*.sh, inference.sh) call this file.
 """
 
 import sys

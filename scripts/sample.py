@@ -1,14 +1,7 @@
 """
-Generate defective images with their masks: the large model for t >= S, the small one for t < S.
+Generate image + mask pairs: a thin wrapper of defect_gen.commands.sample (defect-gen-sample).
 
-    python scripts/sample.py --large_recep L.pt --small_recep S.pt --step_inference 400 --sample_dir out
-    mpirun -n 4 python scripts/sample.py ...           # sample i goes to rank i % 4
-    python scripts/sample.py ... --large_recep_config large_recep.yml --small_recep_config small_recep.yml
-                                                        # the release's checkpoints ({model, ema, optimizer})
-
-Writes images/, masks/ (class index), masks_rgb/, grid.png and manifest.json into --sample_dir. Sample i
-comes from seed + i, whatever the batch size or process count. Re-running the same command generates only
-the missing samples; other generation parameters into the same folder are refused (unless --overwrite).
+Run it with --help for the usage; the shell wrappers (train_*.sh, inference.sh) call this file.
 """
 
 import sys

@@ -1,12 +1,7 @@
 """
-Train a Defect-Gen model (large or small, as the config says).
+Train a Defect-Gen model: a thin wrapper of defect_gen.commands.train (console command defect-gen-train).
 
-    python scripts/train.py --config configs/large.yaml --work_dir runs/large --data_dir DATA --num_defect 5
-    mpirun -n 4 python scripts/train.py ...          # one process per GPU
-    python scripts/train.py ... train.iterations=20 data.params.resolution=64   # YAML overrides
-
-Overrides may stand anywhere on the command line. Channels set to `auto` follow num_defect (K + 4);
-without --num_defect or data.params.num_defect, K is the number of classes the dataset shows.
+Run it with --help for the usage; the shell wrappers (train_*.sh, inference.sh) call this file.
 """
 
 import sys
