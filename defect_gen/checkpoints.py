@@ -97,7 +97,8 @@ def write_checkpoint(state, work_dir, step, *, interrupt=None):
 
 def prune_checkpoints(work_dir, keep):
     """Remove all but the newest `keep` checkpoint files of a run (None keeps all; so does any value
-    that is not a positive integer: the config check refuses those, and on doubt nothing is pruned)."""
+    that is not a positive integer: the config check refuses those, and on doubt nothing is pruned).
+    """
     if keep is None or isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
         return
     folder = checkpoint_dir(work_dir)

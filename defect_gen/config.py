@@ -159,8 +159,10 @@ class Rule:
 
     def _items(self, item):
         what = self._what(item)
-        return what.replace("an integer", "integers").replace("a number", "numbers").replace(
-            "a string", "strings"
+        return (
+            what.replace("an integer", "integers")
+            .replace("a number", "numbers")
+            .replace("a string", "strings")
         )
 
     def _what(self, kind):
@@ -201,7 +203,9 @@ def _positive_float(null=False):
 # The type and range of each value, by dotted key; a key absent here is checked by `validate` only.
 RULES = {
     "diffusion.target": Rule("choice", choices=DIFFUSION_TARGETS),
-    "diffusion.params.parameterization": Rule("choice", choices=tuple(p.value for p in Parameterization)),
+    "diffusion.params.parameterization": Rule(
+        "choice", choices=tuple(p.value for p in Parameterization)
+    ),
     "diffusion.params.schedule": Rule("choice", choices=SCHEDULES),
     "diffusion.params.num_timestep": Rule("int", 1),
     "diffusion.params.mask_mode": Rule("choice", choices=MASK_MODES),
@@ -414,7 +418,9 @@ def check_rules(cfg, source="config", origins=None):
             if value is None or value == AUTO:
                 continue  # filled from num_defect by _resolve_channels
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{origin(key)}: {key} must be an integer or {AUTO}, got {value!r}")
+                raise ConfigError(
+                    f"{origin(key)}: {key} must be an integer or {AUTO}, got {value!r}"
+                )
             continue
         problem = rule.describe(value)
         if problem:

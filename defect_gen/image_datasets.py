@@ -903,7 +903,6 @@ def mask_class_weights(mean_area, power, cap):
     return [float(f"{min(cap, (top / a) ** power):.6g}") if a > 0 else 1.0 for a in area]
 
 
-
 def mask_statistics(index, *, num_defect):
     """
     Give class statistics of the index's full-resolution masks.

@@ -395,7 +395,9 @@ class _Window:
             self.quartile_count = torch.zeros(4, dtype=torch.float64, device=scalars.device)
         self.sums += scalars
         self.quartile_sum.index_add_(0, quartile, per_sample.double())
-        self.quartile_count.index_add_(0, quartile, torch.ones_like(per_sample, dtype=torch.float64))
+        self.quartile_count.index_add_(
+            0, quartile, torch.ones_like(per_sample, dtype=torch.float64)
+        )
         self.count += 1
         self.images += images
         self.seconds += seconds

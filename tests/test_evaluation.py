@@ -25,7 +25,6 @@ from defect_gen.evaluation.metrics import (
 from defect_gen.evaluation.report import to_jsonable
 from defect_gen.evaluation.runner import (
     EvalConfig,
-    compare,
     paired_deltas,
     run_evaluation,
     summarise,
@@ -590,7 +589,9 @@ def test_evaluate_without_synthetic_runs_three_modes_and_fid_with_stand_in(tmp_p
 def test_worker_processes_give_the_same_rows_as_one_process(tmp_path):
     data = write_official_dataset(tmp_path / "data")
     synth = write_synthetic(
-        tmp_path / "synth", synthetic_pairs(4), generation=write_generator(tmp_path / "gen", data, 2)
+        tmp_path / "synth",
+        synthetic_pairs(4),
+        generation=write_generator(tmp_path / "gen", data, 2),
     )
     rows = {}
     for workers in (1, 2):

@@ -34,13 +34,17 @@ FAST = [
 
 
 def _script(name):
-    spec = importlib.util.spec_from_file_location(f"_hostile_{name}", REPO / "scripts" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(
+        f"_hostile_{name}", REPO / "scripts" / f"{name}.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-TRAIN, SAMPLE, PREPARE, EVALUATE = (_script(n) for n in ("train", "sample", "prepare_data", "evaluate"))
+TRAIN, SAMPLE, PREPARE, EVALUATE = (
+    _script(n) for n in ("train", "sample", "prepare_data", "evaluate")
+)
 NO_CUDA_DEVICE = "gpu" if not torch.cuda.is_available() else "cuda:99"
 
 
@@ -188,7 +192,9 @@ def test_bad_config_value_on_an_existing_run_changes_nothing(world, capsys, over
 
 def test_bad_value_in_the_yaml_file_names_the_file(world, tmp_path, capsys):
     cfg = tmp_path / "bad.yaml"
-    text = (REPO / "configs" / "tiny_large.yaml").read_text().replace("ema_rate: 0.995", "ema_rate: x")
+    text = (
+        (REPO / "configs" / "tiny_large.yaml").read_text().replace("ema_rate: 0.995", "ema_rate: x")
+    )
     cfg.write_text(text)
     argv = train_argv(world, tmp_path / "run")
     argv[1] = str(cfg)
@@ -212,7 +218,10 @@ def test_yaml_syntax_error_names_the_line(world, tmp_path, capsys):
     "extra,needle",
     [
         # explicit channels (auto ones would follow --num_defect)
-        (["--num_defect", "6", "model.params.in_channels=8", "model.params.out_channels=8"], "needs 10"),
+        (
+            ["--num_defect", "6", "model.params.in_channels=8", "model.params.out_channels=8"],
+            "needs 10",
+        ),
         (["--num_defect", "0"], "data.params.num_defect"),
         (["--device", NO_CUDA_DEVICE], "--device"),
         (["--device", "tpu"], "not a device"),
@@ -359,7 +368,9 @@ def test_overwrite_refuses_files_the_tool_did_not_write(world, tmp_path, capsys)
     (out / "images" / "holiday.png").write_bytes(b"not ours")
     (out / "notes.txt").write_text("mine")
     before = snapshot(out)
-    code, err = run_main(SAMPLE, sample_argv(world["runs"], out, "--seed", "5", "--overwrite"), capsys)
+    code, err = run_main(
+        SAMPLE, sample_argv(world["runs"], out, "--seed", "5", "--overwrite"), capsys
+    )
     assert_one_error(code, err, "images/holiday.png", "notes.txt", "never deleted")
     assert snapshot(out) == before
 

@@ -312,7 +312,9 @@ def test_num_defect_that_does_not_fit_the_model_is_refused(toy, tmp_path):
 def test_auto_channels_take_the_number_of_classes_the_dataset_shows(trained_dir):
     config = yaml.safe_load((trained_dir / "config.yaml").read_text())
     assert config["data"]["params"]["num_defect"] == 4  # the toy dataset's classes
-    assert config["model"]["params"]["in_channels"] == config["model"]["params"]["out_channels"] == 8
+    assert (
+        config["model"]["params"]["in_channels"] == config["model"]["params"]["out_channels"] == 8
+    )
 
 
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(toy, tmp_path):

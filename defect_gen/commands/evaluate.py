@@ -33,9 +33,9 @@ from ..evaluation.runner import (
     resolve_rows,
     run_evaluation,
 )
+from ..evaluation.segtrain import TrainSettings
 from ..evaluation.selection import SELECTIONS
 from ..folders import FolderError, check_writable_folder
-from ..evaluation.segtrain import TrainSettings
 from ..image_datasets import DatasetError
 
 

@@ -11,7 +11,6 @@ found. Exits 2 when there is any problem (nothing is written then).
 import argparse
 import sys
 
-
 import numpy as np
 
 from .. import image_datasets

@@ -26,15 +26,13 @@ import json
 import os
 import time
 
-
 from .. import conditioning, dist_util, sampling, selection
 from ..cli import run_cli, str2bool
 from ..config import ConfigError
 from ..fileio import atomic_write_text
 from ..folders import (
-    agree_on_error,
-    FolderError,
     FolderLock,
+    agree_on_error,
     check_no_foreign_files,
     check_writable_file,
     check_writable_folder,
@@ -83,7 +81,9 @@ def parse_args(argv):
         "--small_recep_config", help="YAML of the small model (needed for release checkpoints)"
     )
     p.add_argument(
-        "--device", default=None, help="auto, cpu, cuda, cuda:N or gpu (default: cuda when available)"
+        "--device",
+        default=None,
+        help="auto, cpu, cuda, cuda:N or gpu (default: cuda when available)",
     )
     p.add_argument(
         "--overwrite",
@@ -134,7 +134,6 @@ def parse_args(argv):
         "x --num_samples)",
     )
     return p.parse_args(argv)  # fmt: skip
-
 
 
 def main(argv=None):

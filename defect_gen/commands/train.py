@@ -29,9 +29,9 @@ from ..config import (
 )
 from ..fileio import atomic_write_text
 from ..folders import (
-    agree_on_error,
     FolderError,
     FolderLock,
+    agree_on_error,
     check_writable_folder,
     remove_stale_temp_files,
 )
@@ -65,7 +65,9 @@ def parse_args(argv):
         help="1: MSE on RGB + 0.2 x cross-entropy on the mask channels (x0 only)",
     )  # fmt: skip
     parser.add_argument(
-        "--device", default=None, help="auto, cpu, cuda, cuda:N or gpu (default: cuda when available)"
+        "--device",
+        default=None,
+        help="auto, cpu, cuda, cuda:N or gpu (default: cuda when available)",
     )
     parser.add_argument(
         "--allow_config_change", action="store_true",
@@ -109,7 +111,6 @@ def check_resume(ckpt, resume, cfg, classes, allow):
             f"--work_dir, or pass --allow_config_change to continue with the new ones"
         )
     return changes
-
 
 
 def main(argv=None):
@@ -174,7 +175,9 @@ def _train(args, cfg, device, rank, world, lock):
         cfg = load_config(args.config, overrides, num_defect=index.num_defect)
         data = cfg["data"]["params"]
     stats = mask_statistics(index, num_defect=data["num_defect"])
-    changes = check_resume(ckpt, resume, cfg, index.classes, args.allow_config_change) if ckpt else []
+    changes = (
+        check_resume(ckpt, resume, cfg, index.classes, args.allow_config_change) if ckpt else []
+    )
     empty = [
         f"{k}={index.classes[k - 1]}" for k in range(1, data["num_defect"] + 1)
         if stats["share_with_class"][k] == 0
@@ -219,7 +222,9 @@ def _train(args, cfg, device, rank, world, lock):
         for path in remove_stale_temp_files(args.work_dir):
             print(f"removed {path}, left by an interrupted save", flush=True)
         for key, old, new in changes:
-            print(f"resume: {key} changed from {_short(old)} to {_short(new)} (--allow_config_change)")
+            print(
+                f"resume: {key} changed from {_short(old)} to {_short(new)} (--allow_config_change)"
+            )
         atomic_write_text(bf.join(args.work_dir, "config.yaml"), dump(cfg))
         print(
             f"training {cfg['model']['target']} model: {count_parameters(model) / 1e6:.2f} M parameters, "

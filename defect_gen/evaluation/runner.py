@@ -426,7 +426,6 @@ def run_evaluation(config):
     t0 = time.perf_counter()
     weights = class_weights(real.train.masks, num_classes) if config.train.class_balance else None
     plan = _plan(baselines, regimes, loaded, rs)
-    total = len(plan) * config.seeds
     jobs, rows_meta = [], {}
     for key, family, name, r in plan:
         if name is None:
