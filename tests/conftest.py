@@ -1,5 +1,6 @@
 """Shared test fixtures: the reference data in ../shared, and tiny model configs."""
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -12,6 +13,16 @@ sys.path.insert(0, str(REPO))
 
 # One thread: the tiny models of the tests gain nothing from more, and lose much when cores are shared.
 torch.set_num_threads(1)
+
+
+def load_script(name):
+    """Give scripts/NAME.py loaded as a fresh module (its main() runs in this process)."""
+    spec = importlib.util.spec_from_file_location(
+        f"_script_{name}", REPO / "scripts" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def shared_path(*parts):

@@ -1,6 +1,5 @@
 """Defects where you want them: the conditioned sampler, --mode mask|inpaint, mask sources, --keep."""
 
-import importlib.util
 import json
 import os
 import shutil
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import load_script
 from PIL import Image
 
 from defect_gen import conditioning, selection
@@ -23,16 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 RES, K = 16, 4
 
 
-def _script(name):
-    spec = importlib.util.spec_from_file_location(
-        f"_cond_script_{name}", REPO / "scripts" / f"{name}.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-SAMPLE, TRAIN = _script("sample"), _script("train")
+SAMPLE, TRAIN = load_script("sample"), load_script("train")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,6 +1,5 @@
 """Tests of defect_gen.evaluation and scripts/evaluate.py (CPU, tiny fixtures built in tmp_path)."""
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import load_script
 from PIL import Image
 
 from defect_gen.evaluation import fid, similarity
@@ -145,13 +145,6 @@ def write_synthetic(root, pairs, manifest=True, generation=None, classes=("class
 def synthetic_pairs(n, seed=1, size=32):
     rng = np.random.default_rng(seed)
     return [_defect_pair(rng, size, size, 1 + i % 2) for i in range(n)]
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("evaluate_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ------------------------------------------------------------------------------------------------
@@ -548,7 +541,7 @@ def test_evaluate_script_end_to_end(tmp_path):
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_evaluate_without_synthetic_runs_three_modes_and_fid_with_stand_in(tmp_path, capsys):
     data = write_official_dataset(tmp_path / "data")
-    script = load_script()
+    script = load_script("evaluate")
     assert (
         script.main(
             ["--data_dir", str(data), "--num_train_per_type", "2", "--out", str(tmp_path / "o1")]

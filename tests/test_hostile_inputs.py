@@ -5,7 +5,6 @@ for a refused fresh run, creates nothing). Most cases run the scripts' main() in
 before any model is built; a few run real processes.
 """
 
-import importlib.util
 import json
 import os
 import shutil
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import load_script
 from PIL import Image
 
 from defect_gen.cli import run_cli
@@ -33,17 +33,8 @@ FAST = [
 ]  # fmt: skip
 
 
-def _script(name):
-    spec = importlib.util.spec_from_file_location(
-        f"_hostile_{name}", REPO / "scripts" / f"{name}.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 TRAIN, SAMPLE, PREPARE, EVALUATE = (
-    _script(n) for n in ("train", "sample", "prepare_data", "evaluate")
+    load_script(n) for n in ("train", "sample", "prepare_data", "evaluate")
 )
 NO_CUDA_DEVICE = "gpu" if not torch.cuda.is_available() else "cuda:99"
 

@@ -1,13 +1,12 @@
 """scripts/prepare_data.py run as a user runs it: summary, problems, exit codes, official-layout export."""
 
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-from conftest import shared_path
+from conftest import load_script, shared_path
 from PIL import Image
 
 from defect_gen.image_datasets import find_pairs, read_pair
@@ -15,16 +14,9 @@ from defect_gen.image_datasets import find_pairs, read_pair
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "prepare_data.py"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("prepare_data", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def main(capsys, *args):
     """Run the script's main() in this process (fast); give (exit code, stdout, stderr)."""
-    code = load_script().main([str(a) for a in args])
+    code = load_script("prepare_data").main([str(a) for a in args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 

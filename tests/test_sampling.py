@@ -1,7 +1,6 @@
 """scripts/sample.py and scripts/switch_sweep.py: the sample-folder contract, seeds across ranks, resume,
 clear errors, release checkpoints, and which model runs which timestep."""
 
-import importlib.util
 import json
 import os
 import shutil
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import load_script
 from PIL import Image
 
 from defect_gen import sampling
@@ -32,16 +32,7 @@ N, B, RES, K = 5, 2, 16, 4
 TRAIN_STEPS = 100
 
 
-def _script(name):
-    spec = importlib.util.spec_from_file_location(
-        f"_script_{name}", REPO / "scripts" / f"{name}.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-SAMPLE, SWEEP, TRAIN = _script("sample"), _script("switch_sweep"), _script("train")
+SAMPLE, SWEEP, TRAIN = load_script("sample"), load_script("switch_sweep"), load_script("train")
 
 
 def subprocess_env():
