@@ -132,6 +132,12 @@ class TrainLoop:
             self._resume(resume)
         elif cfg["model"]["ckpt"]:
             self._init_from(cfg["model"]["ckpt"])
+        # The loss's per-class weights (the checkpoint's on a resume) as a device tensor, made once.
+        self._mask_weight_tensor = None
+        if self.mask_class_weights is not None:
+            self._mask_weight_tensor = torch.tensor(
+                self.mask_class_weights, dtype=torch.float32, device=self.device
+            )
 
         self.ddp = None
         if self.world_size > 1:
@@ -245,7 +251,7 @@ class TrainLoop:
             self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
         ):
             losses = self.diffusion.training_losses(
-                self.forward, batch, t, noise, mask_class_weights=self.mask_class_weights
+                self.forward, batch, t, noise, mask_class_weights=self._mask_weight_tensor
             )
         loss = losses["loss"].mean()
         if _fault(f"nan_loss_rank{self.rank}", self.step + 1):
