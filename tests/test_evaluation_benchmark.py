@@ -7,10 +7,10 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import load_script
 from PIL import Image
 from test_evaluation import (
     TINY,
-    load_script,
     synthetic_pairs,
     write_generator,
     write_official_dataset,
@@ -40,7 +40,7 @@ def _run_script(tmp_path, capsys, data, synth_dirs, extra=()):
     for d in synth_dirs:
         args += ["--synthetic", str(d)]
     args += TINY + ["--regimes", "d", "--baselines", "real", "--bootstrap", "50"] + list(extra)
-    code = load_script().main(args)
+    code = load_script("evaluate").main(args)
     err = capsys.readouterr().err
     return code, [line for line in err.splitlines() if line.startswith("error:")]
 
@@ -326,7 +326,7 @@ def test_ratio_sweep_gives_one_row_per_ratio_and_a_plot(tmp_path):
     synth = write_synthetic(
         tmp_path / "s", synthetic_pairs(12), generation=write_generator(tmp_path / "gen", data, 2)
     )
-    script = load_script()
+    script = load_script("evaluate")
     out = tmp_path / "out"
     args = ["--data_dir", str(data), "--num_train_per_type", "2", "--out", str(out)]
     args += ["--synthetic", f"joint={synth}", "--synthetic_ratio", "0.5,1,2"]
@@ -368,7 +368,7 @@ def test_tuning_folds_hold_every_type_and_never_read_validation_images(
     monkeypatch.setattr(data_mod.image_datasets, "read_pair", spy)
     args = ["--data_dir", str(data), "--num_train_per_type", "2", "--out", str(tmp_path / "t")]
     args += ["--tune", "--tune_folds", "2", "--tune_grid", "lr=1e-3,2e-3"] + TINY
-    assert load_script().main(args) == 0
+    assert load_script("evaluate").main(args) == 0
     out = capsys.readouterr().out
     assert out.startswith("tuned: --lr ")
     assert sorted({n.rsplit("/", 1)[1] for n in opened}) == ["000.png", "001.png"]
