@@ -49,3 +49,27 @@ def test_overlay_tints_only_defect_pixels():
     out = masks.overlay(image, index, alpha=0.5)
     assert np.array_equal(out[index == 0], image[index == 0])
     assert tuple(out[1, 2]) == (178, 50, 50)  # halfway to red (255, 0, 0)
+
+
+def test_mask_statistics_against_hand_counts():
+    a = np.zeros((2, 4), np.uint8)
+    a[0, :2] = 1  # class 1 covers 2 of 8 pixels
+    b = np.zeros((4, 4), np.uint8)
+    b[:, 0] = 2  # class 2 covers 4 of 16 pixels; masks of different sizes
+    c = np.zeros((2, 2), np.uint8)  # defect-free
+    stats = masks.mask_statistics(iter([a, b, c]), num_defect=3)
+    assert stats["num_images"] == 3
+    assert stats["share_with_class"] == pytest.approx([1.0, 1 / 3, 1 / 3, 0.0])
+    assert stats["mean_area"] == pytest.approx(
+        [(6 / 8 + 12 / 16 + 1) / 3, (2 / 8) / 3, (4 / 16) / 3, 0.0]
+    )
+    assert stats["mean_area_present"][1:] == [pytest.approx(0.25), pytest.approx(0.25), None]
+    assert stats["defect_free"] == pytest.approx(1 / 3)
+    assert sum(stats["mean_area"]) == pytest.approx(1.0)
+
+
+def test_mask_statistics_refuses_values_outside_the_classes_and_handles_no_masks():
+    with pytest.raises(ValueError, match="outside the classes 0..2"):
+        masks.mask_statistics([np.full((2, 2), 3)], num_defect=2)
+    empty = masks.mask_statistics([], num_defect=2)
+    assert empty["num_images"] == 0 and empty["share_with_class"] == [None] * 3
