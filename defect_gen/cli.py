@@ -6,9 +6,9 @@ that cannot be written), become one `error:` line and exit code 2.
 import sys
 
 from .config import ConfigError
+from .dataset_files import DatasetError
 from .errors import TrainingError
 from .fileio import CheckpointError
-from .image_datasets import DatasetError
 
 USER_ERRORS = (ConfigError, DatasetError, CheckpointError, TrainingError)
 EXIT_USER_ERROR = 2

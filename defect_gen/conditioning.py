@@ -37,16 +37,8 @@ import torch
 from PIL import Image
 
 from .config import ConfigError
-from .image_datasets import (
-    IMAGE_EXTENSIONS,
-    DatasetError,
-    _check_max,
-    _mask_values,
-    _open,
-    _to_rgb,
-    find_pairs,
-    read_mask,
-)
+from .dataset_files import DatasetError, _check_max, _mask_values, _open, _to_rgb, read_mask
+from .dataset_layouts import IMAGE_EXTENSIONS, find_pairs
 from .masks import encode
 
 MODES = ("joint", "mask", "inpaint")

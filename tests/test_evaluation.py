@@ -15,7 +15,6 @@ from PIL import Image
 from defect_gen.evaluation import fid, similarity
 from defect_gen.evaluation.augment import CopyPaste, classic_augment, copy_paste
 from defect_gen.evaluation.data import EvaluationError, load_real_split, load_synthetic
-from defect_gen.evaluation.mask_stats import mask_statistics
 from defect_gen.evaluation.metrics import (
     ConfusionAccumulator,
     confusion_matrix,
@@ -31,6 +30,7 @@ from defect_gen.evaluation.runner import (
 )
 from defect_gen.evaluation.segnet import SegNet, count_parameters
 from defect_gen.evaluation.segtrain import TrainSettings, class_weights, train_segmenter
+from defect_gen.masks import mask_statistics
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "evaluate.py"
@@ -253,10 +253,10 @@ def test_mask_statistics_hand_case():
     masks[1, :, :3] = 1  # 30 % of image 1
     masks[1, 9, 9] = 3  # 1 % of image 1
     stats = mask_statistics(masks, num_defect=3)
-    np.testing.assert_allclose(stats["frequency"], [0.5, 0.0, 0.25])
-    np.testing.assert_allclose(stats["mean_area"][0], 0.2)
-    assert math.isnan(stats["mean_area"][1])
-    np.testing.assert_allclose(stats["pixel_share"], [0.1, 0.0, 0.0025])
+    np.testing.assert_allclose(stats["share_with_class"][1:], [0.5, 0.0, 0.25])
+    np.testing.assert_allclose(stats["mean_area_present"][1], 0.2)
+    assert stats["mean_area_present"][2] is None
+    np.testing.assert_allclose(stats["mean_area"][1:], [0.1, 0.0, 0.0025])
     assert stats["defect_free"] == 0.5
 
 

@@ -359,13 +359,13 @@ def test_tuning_folds_hold_every_type_and_never_read_validation_images(
     import defect_gen.evaluation.data as data_mod
 
     opened = []
-    real_read = data_mod.image_datasets.read_pair
+    real_read = data_mod.read_pair
 
     def spy(pair, index):
         opened.append(str(pair.image))
         return real_read(pair, index)
 
-    monkeypatch.setattr(data_mod.image_datasets, "read_pair", spy)
+    monkeypatch.setattr(data_mod, "read_pair", spy)
     args = ["--data_dir", str(data), "--num_train_per_type", "2", "--out", str(tmp_path / "t")]
     args += ["--tune", "--tune_folds", "2", "--tune_grid", "lr=1e-3,2e-3"] + TINY
     assert load_script("evaluate").main(args) == 0

@@ -7,15 +7,10 @@ from conftest import shared_path
 from PIL import Image
 
 from defect_gen import masks
-from defect_gen.image_datasets import (
-    DatasetError,
-    DefectDataset,
-    ShardBatchSampler,
-    find_pairs,
-    load_data,
-    mask_statistics,
-    read_pair,
-)
+from defect_gen.dataset_files import DatasetError, read_masks, read_pair
+from defect_gen.dataset_layouts import find_pairs
+from defect_gen.image_datasets import DefectDataset, ShardBatchSampler, load_data
+from defect_gen.masks import mask_statistics
 
 H, W = 12, 16
 
@@ -493,12 +488,12 @@ def test_load_data_from_data_dir(seven_pairs):
 
 
 # ----------------------------------------------------------------------------------------------
-# mask_statistics
+# mask_statistics of a dataset's masks (read_masks)
 
 
 def test_mask_statistics_by_hand(tmp_path):
     index = find_pairs(make_official(tmp_path))
-    stats = mask_statistics(index, num_defect=4)
+    stats = mask_statistics(read_masks(index, 4), num_defect=4)
     pixels = H * W
     assert stats["num_images"] == 3
     assert stats["share_with_class"] == pytest.approx([1, 1 / 3, 2 / 3, 1 / 3, 0])
@@ -511,7 +506,16 @@ def test_mask_statistics_by_hand(tmp_path):
 
 def test_mask_statistics_mvtec(tmp_path):
     index = find_pairs(make_mvtec(tmp_path, types=("crack",), n=2))
-    stats = mask_statistics(index, num_defect=1)
+    stats = mask_statistics(read_masks(index, 1), num_defect=1)
     area = (box(0).sum() + box(1).sum()) / (2 * H * W)
     assert stats["mean_area"] == pytest.approx([1 - area, area])
     assert stats["share_with_class"] == [1.0, 1.0]
+
+
+def test_read_masks_names_the_mask_with_a_value_above_num_defect(tmp_path):
+    index = find_pairs(make_official(tmp_path))
+    assert index.num_defect == 3
+    with pytest.raises(
+        DatasetError, match=r"converted_ground_truth/.*: mask value 3 > num_defect=2"
+    ):
+        mask_statistics(read_masks(index, 2), num_defect=2)

@@ -13,16 +13,11 @@ from PIL import Image
 
 from defect_gen import masks
 from defect_gen.config import ConfigError, build_diffusion, build_model, load_config
+from defect_gen.dataset_files import DatasetError, read_masks
+from defect_gen.dataset_layouts import find_good_pairs, find_pairs
 from defect_gen.gaussian_diffusion import GaussianDiffusion
-from defect_gen.image_datasets import (
-    DatasetError,
-    DefectDataset,
-    defect_crop_window,
-    find_good_pairs,
-    find_pairs,
-    mask_class_weights,
-    mask_statistics,
-)
+from defect_gen.image_datasets import DefectDataset, defect_crop_window, mask_class_weights
+from defect_gen.masks import mask_statistics
 from defect_gen.patch_unet import receptive_field
 from defect_gen.toy_data import write_dataset
 from defect_gen.train_util import TrainLoop, ema_rate_at
@@ -201,7 +196,7 @@ def test_class_weights_from_hand_made_masks(tmp_path):
         save(tmp_path / "test" / "t" / f"{name}.png", np.zeros((10, 10, 3)))
         save(tmp_path / "converted_ground_truth" / "t" / f"{name}.png", m)
     index = find_pairs(tmp_path, num_defect=3)
-    stats = mask_statistics(index, num_defect=3)
+    stats = mask_statistics(read_masks(index, 3), num_defect=3)
     assert stats["mean_area"] == pytest.approx([0.975, 0.02, 0.005, 0.0])
     weights = mask_class_weights(stats["mean_area"], 0.5, 10)
     # sqrt(0.975 / 0.02) = 6.98; sqrt(0.975 / 0.005) = 13.96 capped at 10; class 3 has no pixels.

@@ -22,6 +22,7 @@ import sys
 
 import torch
 
+from ..dataset_files import DatasetError
 from ..evaluation import tune
 from ..evaluation.data import EvaluationError
 from ..evaluation.report import write_report
@@ -36,7 +37,6 @@ from ..evaluation.runner import (
 from ..evaluation.segtrain import TrainSettings
 from ..evaluation.selection import SELECTIONS
 from ..folders import FolderError, check_writable_folder
-from ..image_datasets import DatasetError
 
 
 def parse_args(argv=None):

@@ -13,8 +13,9 @@ import sys
 
 import numpy as np
 
-from .. import image_datasets
-from ..image_datasets import DatasetError
+from ..dataset_files import DatasetError, _mask_values, _open, read_masks
+from ..dataset_layouts import check_dataset, write_official
+from ..masks import mask_statistics
 
 
 def parse_args(argv=None):
@@ -52,7 +53,7 @@ def print_summary(index):
         pairs = [p for p in index.pairs if p.defect_type == defect_type]
         ids, area = "-", "-"
         if pairs and num_defect:
-            stats = image_datasets.mask_statistics(index.subset(pairs), num_defect=num_defect)
+            stats = mask_statistics(read_masks(index.subset(pairs), num_defect), num_defect)
             present = [k for k in range(1, num_defect + 1) if stats["share_with_class"][k] > 0]
             ids = ",".join(map(str, present)) or "none"
             area = f"{100 * (1 - stats['mean_area'][0]):.3f}"
@@ -60,7 +61,7 @@ def print_summary(index):
     total = sum(t for t, _ in index.counts.values())
     print(f"{'total':<24} {'':>10} {total:>7} {len(index.pairs):>9}")
     if index.pairs and num_defect:
-        stats = image_datasets.mask_statistics(index, num_defect=num_defect)
+        stats = mask_statistics(read_masks(index, num_defect), num_defect)
         print("per class over the selected masks:")
         for k in range(1, num_defect + 1):
             print(
@@ -83,9 +84,7 @@ def find_stray_value(index):
         return None
     holders = {}
     for pair in index.pairs:
-        values = np.unique(image_datasets._mask_values(
-            image_datasets._open(pair.mask), pair.mask, False
-        ))  # fmt: skip
+        values = np.unique(_mask_values(_open(pair.mask), pair.mask, False))
         for v in values[values > 0].tolist():
             holders.setdefault(v, []).append(pair.mask)
     defect = sorted(holders)
@@ -100,7 +99,7 @@ def empty_classes(index):
     """Give "k=name" of the classes (1..K) that no selected mask holds."""
     if index is None or not index.pairs or not index.num_defect:
         return []
-    stats = image_datasets.mask_statistics(index, num_defect=index.num_defect)
+    stats = mask_statistics(read_masks(index, index.num_defect), index.num_defect)
     return [
         f"{k}={index.classes[k - 1]}" for k in range(1, index.num_defect + 1)
         if stats["share_with_class"][k] == 0
@@ -113,7 +112,7 @@ def main(argv=None):
     if args.classes is not None:
         classes = [c.strip() for c in args.classes.split(",") if c.strip()]
     try:
-        index, problems = image_datasets.check_dataset(
+        index, problems = check_dataset(
             args.data_dir,
             num_defect=args.num_defect,
             classes=classes,
@@ -122,7 +121,7 @@ def main(argv=None):
         stray = None if args.num_defect or classes else find_stray_value(index)
         if stray:  # K from the values below it; the stray masks become problems naming the files
             top, below, masks = stray
-            index, problems = image_datasets.check_dataset(
+            index, problems = check_dataset(
                 args.data_dir, num_defect=below, classes=classes,
                 num_image_train=args.num_image_train,
             )  # fmt: skip
@@ -150,7 +149,7 @@ def main(argv=None):
             return 2
         print("problems: none")
         if args.write_official:
-            written = image_datasets.write_official(index, args.write_official)
+            written = write_official(index, args.write_official)
             print(f"wrote {written} pairs in the official layout to {args.write_official}")
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)

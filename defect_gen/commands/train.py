@@ -27,6 +27,8 @@ from ..config import (
     load_config,
     training_changes,
 )
+from ..dataset_files import read_masks
+from ..dataset_layouts import find_good_pairs, find_pairs
 from ..fileio import atomic_write_text
 from ..folders import (
     FolderError,
@@ -35,14 +37,9 @@ from ..folders import (
     check_writable_folder,
     remove_stale_temp_files,
 )
-from ..image_datasets import (
-    DEFAULT_CROP_RANDOM,
-    find_good_pairs,
-    find_pairs,
-    load_data,
-    mask_statistics,
-)
+from ..image_datasets import DEFAULT_CROP_RANDOM, load_data
 from ..logger import configure_logging
+from ..masks import mask_statistics
 from ..nn import count_parameters
 from ..train_util import TrainLoop
 
@@ -174,7 +171,7 @@ def _train(args, cfg, device, rank, world, lock):
             )
         cfg = load_config(args.config, overrides, num_defect=index.num_defect)
         data = cfg["data"]["params"]
-    stats = mask_statistics(index, num_defect=data["num_defect"])
+    stats = mask_statistics(read_masks(index, data["num_defect"]), data["num_defect"])
     changes = (
         check_resume(ckpt, resume, cfg, index.classes, args.allow_config_change) if ckpt else []
     )

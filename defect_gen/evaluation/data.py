@@ -13,7 +13,8 @@ import blobfile as bf
 import numpy as np
 from PIL import Image
 
-from defect_gen import image_datasets
+from defect_gen import dataset_layouts
+from defect_gen.dataset_files import read_pair, resize_pair
 
 logger = logging.getLogger(__name__)
 
@@ -82,22 +83,16 @@ class SyntheticSet:
     manifest: object
 
 
-def resize_pair(image, mask, resolution):
+def _square(image, mask, resolution):
     """
-    Give (image, mask) resized to resolution x resolution: bilinear RGB, nearest class indices.
+    Give (image, mask) resized to resolution x resolution as training resizes them (`resize_pair`).
 
     :param image: uint8 [H x W x 3]; :param mask: integer [H x W] with values in 0..255.
     :return: uint8 [R x R x 3], uint8 [R x R].
     """
-    image = np.asarray(image, dtype=np.uint8)
-    mask = np.asarray(mask)
     size = (resolution, resolution)
-    if image.shape[:2] != size:
-        image = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
-    mask = mask.astype(np.uint8)
-    if mask.shape != size:
-        mask = np.asarray(Image.fromarray(mask).resize(size, Image.NEAREST))
-    return image, mask
+    image, mask = resize_pair(np.asarray(image, dtype=np.uint8), np.asarray(mask), size)
+    return image, mask.astype(np.uint8)
 
 
 def _stack(pairs, names, types, resolution):
@@ -133,9 +128,9 @@ def load_real_split(
     if num_train_per_type < 1:
         raise EvaluationError(f"--num_train_per_type must be at least 1, got {num_train_per_type}")
     kwargs = dict(num_defect=num_defect, classes=classes)
-    full_index = image_datasets.find_pairs(data_dir, num_image_train=None, **kwargs)
+    full_index = dataset_layouts.find_pairs(data_dir, num_image_train=None, **kwargs)
     # The same call the generator's training makes, so the split is exactly its selection.
-    train_index = image_datasets.find_pairs(
+    train_index = dataset_layouts.find_pairs(
         data_dir, num_image_train=num_train_per_type, check_files=False, **kwargs
     )
     train_keys = {str(p.image) for p in train_index.pairs}
@@ -174,8 +169,8 @@ def load_real_split(
     def read(pairs):
         decoded = []
         for pair in pairs:
-            image, mask = image_datasets.read_pair(pair, full_index)
-            decoded.append(resize_pair(image, mask, resolution))
+            image, mask = read_pair(pair, full_index)
+            decoded.append(_square(image, mask, resolution))
         names, types = [str(p.image) for p in pairs], [p.defect_type for p in pairs]
         return _stack(decoded, names, types, resolution)
 
@@ -252,7 +247,7 @@ def load_synthetic(folder, *, num_defect, resolution, max_count=None):
                 f"{mask_path}: mask value {int(mask.max())} exceeds num_defect={num_defect} "
                 f"(classes 0..{num_defect}; pass --num_defect if the real data show fewer classes)"
             )
-        decoded.append(resize_pair(np.asarray(image.convert("RGB")), mask, resolution))
+        decoded.append(_square(np.asarray(image.convert("RGB")), mask, resolution))
         names.append(image_path)
 
     manifest = None

@@ -30,7 +30,8 @@ import blobfile as bf
 import numpy as np
 from PIL import Image
 
-from defect_gen import image_datasets
+from defect_gen.dataset_files import DatasetError
+from defect_gen.dataset_layouts import find_pairs
 from defect_gen.fileio import load_torch
 
 logger = logging.getLogger(__name__)
@@ -63,9 +64,7 @@ class ValidationIdentity:
     def __init__(self, data_dir, val_names, *, num_defect=None, classes=None):
         self.data_dir = str(data_dir)
         self.images = {_local(n) for n in val_names}
-        index = image_datasets.find_pairs(
-            data_dir, num_defect=num_defect, classes=classes, check_files=False
-        )
+        index = find_pairs(data_dir, num_defect=num_defect, classes=classes, check_files=False)
         by_image = {_local(p.image): p for p in index.pairs}
         self.masks = {_local(by_image[n].mask) for n in self.images if n in by_image}
         self.relative = {}  # (defect type, file name) -> path of each reported image
@@ -212,14 +211,14 @@ def _check_checkpoint(key, path, mpath, real, identity, generators):
     hits, readable = [], bool(gen_dir) and bf.isdir(str(gen_dir))
     if readable:
         try:
-            index = image_datasets.find_pairs(
+            index = find_pairs(
                 gen_dir,
                 num_defect=data.get("num_defect"),
                 classes=data.get("classes"),
                 num_image_train=nit,
                 check_files=False,
             )
-        except image_datasets.DatasetError as e:
+        except DatasetError as e:
             reason = str(e).splitlines()[0]
             return problems + [f"{path}: its training data {gen_dir} cannot be listed ({reason})"]
         record["layout"] = str(index.layout)

@@ -328,12 +328,12 @@ def _set_sections(name, entry, classes, train_stats):
     table = [
         [
             cname,
-            _fmt(train_stats["frequency"][k]),
-            _fmt(train_stats["mean_area"][k], 4),
-            _fmt(ms["frequency"][k]),
-            _fmt(ms["mean_area"][k], 4),
+            _fmt(train_stats["share_with_class"][k]),
+            _fmt(train_stats["mean_area_present"][k], 4),
+            _fmt(ms["share_with_class"][k]),
+            _fmt(ms["mean_area_present"][k], 4),
         ]
-        for k, cname in enumerate(classes[1:])
+        for k, cname in enumerate(classes[1:], 1)
     ]
     out.append(_table(header + ["synthetic mean area"], table))
     fid = entry.get("fid") or {}

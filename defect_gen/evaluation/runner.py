@@ -31,11 +31,11 @@ from defect_gen.evaluation import stats as stats_lib
 from defect_gen.evaluation.augment import CopyPaste, classic_augment
 from defect_gen.evaluation.data import EvaluationError, load_real_split, load_synthetic
 from defect_gen.evaluation.guard import ValidationIdentity, check_synthetic_set
-from defect_gen.evaluation.mask_stats import mask_statistics
 from defect_gen.evaluation.metrics import mean_std
 from defect_gen.evaluation.segnet import SegNet, count_parameters
 from defect_gen.evaluation.segtrain import TrainSettings, class_weights, train_and_score
 from defect_gen.evaluation.selection import SELECTIONS, select_synthetic, shortfall_sentences
+from defect_gen.masks import mask_statistics
 
 logger = logging.getLogger(__name__)
 
