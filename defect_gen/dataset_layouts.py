@@ -113,12 +113,9 @@ def find_pairs(data_dir, *, num_defect=None, classes=None, num_image_train=None,
     :param check_files: open every selected file (readable, image and mask sizes agree, mask values).
     """
     index, problems = check_dataset(
-        data_dir,
-        num_defect=num_defect,
-        classes=classes,
-        num_image_train=num_image_train,
+        data_dir, num_defect=num_defect, classes=classes, num_image_train=num_image_train,
         check_files=check_files,
-    )
+    )  # fmt: skip
     if problems:
         for problem in problems:
             logger.error("dataset problem: %s", problem)

@@ -254,25 +254,10 @@ class ShardBatchSampler(torch.utils.data.Sampler):
 
 
 def load_data(
-    *,
-    data_dir=None,
-    index=None,
-    batch_size,
-    resolution,
-    num_defect,
-    num_image_train=None,
-    classes=None,
-    keep_aspect=False,
-    random_flip=False,
-    crop=None,
-    crop_random=DEFAULT_CROP_RANDOM,
-    num_workers=0,
-    shard=0,
-    num_shards=1,
-    seed=0,
-    start_step=0,
-    drop_last=True,
-):
+    *, data_dir=None, index=None, batch_size, resolution, num_defect, num_image_train=None,
+    classes=None, keep_aspect=False, random_flip=False, crop=None, crop_random=DEFAULT_CROP_RANDOM,
+    num_workers=0, shard=0, num_shards=1, seed=0, start_step=0, drop_last=True,
+):  # fmt: skip
     """
     Give an endless iterator of training batches (x, info) for one shard.
 
@@ -292,23 +277,13 @@ def load_data(
             data_dir, num_defect=num_defect, classes=classes, num_image_train=num_image_train
         )
     dataset = DefectDataset(
-        index,
-        resolution=resolution,
-        num_defect=num_defect,
-        keep_aspect=keep_aspect,
-        random_flip=random_flip,
-        crop=crop,
-        crop_random=crop_random,
-    )
+        index, resolution=resolution, num_defect=num_defect, keep_aspect=keep_aspect,
+        random_flip=random_flip, crop=crop, crop_random=crop_random,
+    )  # fmt: skip
     sampler = ShardBatchSampler(
-        len(dataset),
-        batch_size=batch_size,
-        shard=shard,
-        num_shards=num_shards,
-        seed=seed,
-        start_step=start_step,
-        drop_last=drop_last,
-    )
+        len(dataset), batch_size=batch_size, shard=shard, num_shards=num_shards, seed=seed,
+        start_step=start_step, drop_last=drop_last,
+    )  # fmt: skip
     logger.info(
         "shard %d of %d: %d of %d pairs, batch %d, from step %d",
         shard,

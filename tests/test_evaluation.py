@@ -21,13 +21,9 @@ from defect_gen.evaluation.metrics import (
     mean_std,
     segmentation_scores,
 )
+from defect_gen.evaluation.plan import EvalConfig
 from defect_gen.evaluation.report import to_jsonable
-from defect_gen.evaluation.runner import (
-    EvalConfig,
-    paired_deltas,
-    run_evaluation,
-    summarise,
-)
+from defect_gen.evaluation.runner import paired_deltas, run_evaluation, summarise
 from defect_gen.evaluation.segnet import SegNet, count_parameters
 from defect_gen.evaluation.segtrain import TrainSettings, class_weights, train_segmenter
 from defect_gen.masks import mask_statistics

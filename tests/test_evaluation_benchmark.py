@@ -20,8 +20,9 @@ from test_evaluation import (
 from defect_gen.evaluation import stats
 from defect_gen.evaluation.augment import CopyPaste
 from defect_gen.evaluation.data import load_real_split
+from defect_gen.evaluation.plan import EvalConfig
 from defect_gen.evaluation.report import verdict_sentence
-from defect_gen.evaluation.runner import EvalConfig, compare, run_evaluation
+from defect_gen.evaluation.runner import compare, run_evaluation
 from defect_gen.evaluation.segtrain import TrainSettings, synthetic_draws, train_segmenter
 from defect_gen.evaluation.selection import largest_remainder, select_synthetic
 from defect_gen.evaluation.tune import fold_of

@@ -25,15 +25,15 @@ import torch
 from ..dataset_files import DatasetError
 from ..evaluation import tune
 from ..evaluation.data import EvaluationError
-from ..evaluation.report import write_report
-from ..evaluation.runner import (
+from ..evaluation.plan import (
     BASELINE_NAMES,
     EvalConfig,
-    _check_config,
+    check_config,
     parse_synthetic_arg,
     resolve_rows,
-    run_evaluation,
 )
+from ..evaluation.report import write_report
+from ..evaluation.runner import run_evaluation
 from ..evaluation.segtrain import TrainSettings
 from ..evaluation.selection import SELECTIONS
 from ..folders import FolderError, check_writable_folder
@@ -240,7 +240,7 @@ def main(argv=None):
             )
         # Fail before minutes of training, not after; the folder itself is made by the report
         # writers, so a refused run leaves nothing behind.
-        _check_config(config)
+        check_config(config)
         resolve_rows(config)
         folders_given = [("--data_dir", args.data_dir)] + [
             ("--synthetic", parse_synthetic_arg(v)[1]) for v in args.synthetic or []

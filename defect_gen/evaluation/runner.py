@@ -11,86 +11,40 @@ bootstrap over validation images.
 """
 
 import concurrent.futures
-import dataclasses
 import logging
 import multiprocessing
-import os
 import platform
-import re
 import time
 import warnings
-from dataclasses import dataclass, field
-from typing import Optional
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from defect_gen.evaluation import fid as fid_lib
-from defect_gen.evaluation import similarity
 from defect_gen.evaluation import stats as stats_lib
 from defect_gen.evaluation.augment import CopyPaste, classic_augment
-from defect_gen.evaluation.data import EvaluationError, load_real_split, load_synthetic
-from defect_gen.evaluation.guard import ValidationIdentity, check_synthetic_set
 from defect_gen.evaluation.metrics import mean_std
+from defect_gen.evaluation.plan import (
+    BASELINES,
+    COMPARE_WITH,
+    SYNTHETIC_REGIMES,
+    check_config,
+    jsonable_config,
+    ratios,
+    resolve_rows,
+    row_plan,
+    synthetic_sets,
+)
 from defect_gen.evaluation.segnet import SegNet, count_parameters
-from defect_gen.evaluation.segtrain import TrainSettings, class_weights, train_and_score
-from defect_gen.evaluation.selection import SELECTIONS, select_synthetic, shortfall_sentences
+from defect_gen.evaluation.segtrain import class_weights, train_and_score
+from defect_gen.evaluation.synthetic_sets import describe_set, load_sets
 from defect_gen.masks import mask_statistics
 
 logger = logging.getLogger(__name__)
 
 REPORT_VERSION = 2
 
-BASELINES = {
-    "a": ("real", "real training pairs only"),
-    "b": ("real+classic", "real pairs with flips, 90° rotations, brightness/contrast jitter"),
-    "c": ("real+copy-paste", "real pairs with real defect regions pasted onto other real images"),
-}
-BASELINE_NAMES = {"real": "a", "classic": "b", "copy_paste": "c"}
-SYNTHETIC_REGIMES = {
-    "d": ("real+{name}", "real pairs plus synthetic set {name} (a second stream)"),
-    "e": (
-        "real+copy-paste+{name}",
-        "copy-paste on the real pairs plus synthetic set {name} (a second stream)",
-    ),
-}
-COMPARE_WITH = ("a", "c")  # every synthetic row is compared with these baselines
-
 SEGMENTATION_KEYS = ("miou", "miou_fg", "mdice", "mdice_fg", "pixel_accuracy")
-_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
-
-
-@dataclass
-class EvalConfig:
-    """Everything the evaluation depends on (written into the report as given)."""
-
-    data_dir: str
-    num_train_per_type: int = 5
-    # [(name, folder), ...]; a bare folder string is one set named by the folder's base name.
-    synthetic: object = None
-    resolution: int = 128
-    seeds: int = 5
-    baselines: tuple = ("a", "b", "c")
-    regimes: tuple = ("d", "e")
-    modes: Optional[tuple] = None  # letters out of a..e; when given, replaces baselines / regimes
-    synthetic_ratio: object = (1.0,)  # one float or a sequence: one row per ratio
-    synthetic_select: str = "balanced"
-    allow_overlap: bool = False
-    bootstrap_resamples: int = 2000
-    num_defect: Optional[int] = None
-    classes: Optional[list] = None
-    max_val: Optional[int] = None
-    device: str = "cpu"
-    copy_paste_probability: float = 0.5
-    memorisation_threshold: float = similarity.DEFAULT_THRESHOLD
-    inception_weights: Optional[str] = None
-    inception_size: int = 299
-    inception_range: Optional[str] = None  # None: by extractor kind (fid.default_input_range)
-    num_examples: int = 8
-    # Segmenter trainings run at once, each in its own process (1: in this process). On a GPU a few
-    # workers share it well: the segmenter is small. Results do not depend on the number.
-    workers: int = 1
-    train: TrainSettings = field(default_factory=TrainSettings)
 
 
 @dataclass
@@ -100,112 +54,6 @@ class EvaluationResult:
     report: dict
     examples: dict  # set name -> [(gen image, gen mask, train image, train mask, ratio, g, t)]
     classes: list
-
-
-def parse_synthetic_arg(text):
-    """Give (name, folder) of a `--synthetic` value: NAME=DIR, or a bare DIR named by its folder."""
-    head, sep, rest = text.partition("=")
-    if sep and _NAME.match(head) and rest:
-        return head, rest
-    name = os.path.basename(os.path.normpath(text)) or "synthetic"
-    return re.sub(r"[^A-Za-z0-9_.+-]", "_", name), text
-
-
-def synthetic_sets(config):
-    """Give the list of (name, folder) of config.synthetic; EvaluationError for clashing names."""
-    value = config.synthetic
-    if not value:
-        return []
-    if isinstance(value, (str, os.PathLike)):
-        value = [str(value)]
-    sets = [parse_synthetic_arg(str(v)) if not isinstance(v, tuple) else v for v in value]
-    seen = set()
-    for name, _ in sets:
-        if not _NAME.match(name):
-            raise EvaluationError(
-                f"--synthetic: set name {name!r} may use letters, digits, _ . + -"
-            )
-        if name in seen:
-            raise EvaluationError(f"--synthetic: set name {name!r} given twice; use NAME=DIR")
-        seen.add(name)
-    return sets
-
-
-def ratios(config):
-    """Give the tuple of synthetic ratios (one row per ratio and set)."""
-    value = config.synthetic_ratio
-    values = (value,) if isinstance(value, (int, float)) else tuple(value)
-    return tuple(dict.fromkeys(float(v) for v in values))
-
-
-def resolve_rows(config):
-    """Give (baseline letters, synthetic regime letters) to run; EvaluationError for bad ones."""
-    if config.modes is not None:
-        letters = [m.strip() for m in config.modes if m.strip()]
-        unknown = [m for m in letters if m not in BASELINES and m not in SYNTHETIC_REGIMES]
-        if unknown or not letters:
-            raise EvaluationError(
-                f"--modes: unknown mode {unknown or letters!r}; choose from a, b, c, d, e"
-            )
-        base = tuple(m for m in BASELINES if m in letters)
-        regimes = tuple(m for m in SYNTHETIC_REGIMES if m in letters)
-        if regimes and not config.synthetic:
-            raise EvaluationError(f"--modes: mode {regimes[0]} needs --synthetic DIR")
-    else:
-        base = tuple(m for m in BASELINES if m in config.baselines)
-        bad = [m for m in config.baselines if m not in BASELINES]
-        if bad:
-            raise EvaluationError(
-                f"--baselines: unknown baseline {bad[0]!r}; choose from real, classic, copy_paste"
-            )
-        bad = [m for m in config.regimes if m not in SYNTHETIC_REGIMES]
-        if bad:
-            raise EvaluationError(f"--regimes: unknown regime {bad[0]!r}; choose from d, e")
-        regimes = tuple(m for m in SYNTHETIC_REGIMES if m in config.regimes)
-        if not config.synthetic:
-            regimes = ()
-    if not base and not regimes:
-        raise EvaluationError("nothing to run: no baseline and no synthetic regime selected")
-    return base, regimes
-
-
-def row_key(regime, name, ratio, many_ratios):
-    """Give a synthetic row's key: d:NAME, or d:NAME@RATIO when several ratios run."""
-    return f"{regime}:{name}@{ratio:g}" if many_ratios else f"{regime}:{name}"
-
-
-def _check_config(config):
-    rs = ratios(config)
-    checks = [
-        (config.resolution >= 8, f"--resolution must be at least 8, got {config.resolution}"),
-        (config.seeds >= 1, f"--seeds must be at least 1, got {config.seeds}"),
-        (
-            bool(rs) and all(r > 0 for r in rs),
-            f"--synthetic_ratio values must be > 0, got {', '.join(f'{r:g}' for r in rs)}",
-        ),
-        (
-            config.synthetic_select in SELECTIONS,
-            f"--synthetic_select must be one of {', '.join(SELECTIONS)}",
-        ),
-        (config.train.iterations >= 1, f"--iterations must be >= 1, got {config.train.iterations}"),
-        (config.train.batch_size >= 1, f"--batch_size must be >= 1, got {config.train.batch_size}"),
-        (config.max_val is None or config.max_val >= 1, "--max_val must be at least 1"),
-        (config.bootstrap_resamples >= 0, "--bootstrap must be >= 0"),
-        (config.workers >= 1, f"--workers must be at least 1, got {config.workers}"),
-        (
-            config.inception_range is None or config.inception_range in fid_lib.INPUT_RANGES,
-            f"--inception_range must be one of {', '.join(fid_lib.INPUT_RANGES)}",
-        ),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise EvaluationError(message)
-    if len(rs) > 1 and not config.synthetic:
-        raise EvaluationError("--synthetic_ratio: several ratios need --synthetic")
-    if config.inception_weights and not config.synthetic:
-        raise EvaluationError(
-            "--inception_weights: FID/KID measure a synthetic set; give --synthetic"
-        )
 
 
 def summarise(per_seed, num_classes):
@@ -311,104 +159,16 @@ def _run_jobs(jobs, workers, finished):
             finished(futures[future], future.result())
 
 
-def _jsonable_config(config, sets, baselines, regimes):
-    cfg = dataclasses.asdict(config)
-    cfg["synthetic"] = [{"name": n, "folder": str(f)} for n, f in sets]
-    cfg["baselines"], cfg["regimes"] = list(baselines), list(regimes)
-    cfg["modes"] = list(config.modes) if config.modes is not None else None
-    cfg["synthetic_ratio"] = list(ratios(config))
-    cfg["train"]["channel_mult"] = list(config.train.channel_mult)
-    cfg["seed_list"] = list(range(config.seeds))
-    return cfg
-
-
-def _load_sets(config, sets, real, timings):
-    """Give per set {folder, pairs, manifest, guard, selections}; refuse on guard problems."""
-    out = {}
-    if not sets:
-        return out
-    identity = ValidationIdentity(
-        config.data_dir, real.val.names, num_defect=config.num_defect, classes=config.classes
-    )
-    rs = ratios(config)
-    for name, folder in sets:
-        t0 = time.perf_counter()
-        synthetic = load_synthetic(folder, num_defect=real.num_defect, resolution=config.resolution)
-        guard = check_synthetic_set(
-            folder,
-            synthetic.manifest,
-            real=real,
-            identity=identity,
-            num_train_per_type=config.num_train_per_type,
-        )
-        if guard["problems"] and not config.allow_overlap:
-            raise EvaluationError(guard["problems"][0])
-        for problem in guard["problems"]:
-            logger.warning("--allow_overlap: %s", problem)
-        selections = {}
-        for r in rs:
-            want = max(1, int(round(r * len(real.train))))
-            indices, record = select_synthetic(
-                synthetic.pairs.masks,
-                real.train.masks,
-                num_defect=real.num_defect,
-                want=want,
-                how=config.synthetic_select,
-            )
-            record["ratio"] = r
-            record["statements"] = shortfall_sentences(record, real.classes)
-            for sentence in record["statements"]:
-                logger.warning("synthetic set %s, ratio %g: %s", name, r, sentence)
-            if not indices:
-                raise EvaluationError(
-                    f"{folder}: no synthetic pair fits --synthetic_select "
-                    f"{config.synthetic_select} (no pair holds a defect of a class the real "
-                    "training pairs have)"
-                )
-            record["files"] = [synthetic.pairs.names[i] for i in indices]
-            selections[r] = (synthetic.pairs.subset(indices), record)
-            logger.info(
-                "synthetic set %s: %d pairs, %d selected (%s) for ratio %g",
-                name,
-                len(synthetic.pairs),
-                len(indices),
-                config.synthetic_select,
-                r,
-            )
-        out[name] = dict(
-            folder=str(folder), synthetic=synthetic, guard=guard, selections=selections
-        )
-        timings[f"load_synthetic:{name}"] = time.perf_counter() - t0
-    return out
-
-
-def _plan(baselines, regimes, loaded, rs):
-    """Give [(key, family, set name or None, ratio or None)] in report order."""
-    plan = [(b, b, None, None) for b in baselines]
-    for name in loaded:
-        for regime in regimes:
-            for r in rs:
-                plan.append((row_key(regime, name, r, len(rs) > 1), regime, name, r))
-    return plan
-
-
 def run_evaluation(config):
     """Give the EvaluationResult of `config` (EvaluationError / DatasetError on bad inputs)."""
-    _check_config(config)
+    check_config(config)
     sets = synthetic_sets(config)
     baselines, regimes = resolve_rows(config)
     rs = ratios(config)
     timings = {}
     start = time.perf_counter()
     t0 = time.perf_counter()
-    real = load_real_split(
-        config.data_dir,
-        num_train_per_type=config.num_train_per_type,
-        resolution=config.resolution,
-        num_defect=config.num_defect,
-        classes=config.classes,
-        max_val=config.max_val,
-    )
+    real = config.real_split()
     timings["load_real"] = time.perf_counter() - t0
     num_classes = real.num_defect + 1
     logger.info(
@@ -419,13 +179,13 @@ def run_evaluation(config):
         len(real.val),
         config.resolution,
     )
-    loaded = _load_sets(config, sets, real, timings)
+    loaded = load_sets(config, sets, real, timings)
 
     # Same settings, same seeds (hence same initial weights and real batches) and the same loss
     # (class weights from the real training masks) for every row.
     t0 = time.perf_counter()
     weights = class_weights(real.train.masks, num_classes) if config.train.class_balance else None
-    plan = _plan(baselines, regimes, loaded, rs)
+    plan = row_plan(baselines, regimes, loaded, rs)
     jobs, rows_meta = [], {}
     for key, family, name, r in plan:
         if name is None:
@@ -501,7 +261,7 @@ def run_evaluation(config):
 
     report = {
         "version": REPORT_VERSION,
-        "config": _jsonable_config(config, sets, baselines, regimes),
+        "config": jsonable_config(config, sets, baselines, regimes),
         "environment": {
             "torch": torch.__version__,
             "numpy": np.__version__,
@@ -550,76 +310,10 @@ def run_evaluation(config):
     examples = {}
     for name, item in loaded.items():
         t0 = time.perf_counter()
-        report["synthetic"][name], examples[name] = _describe_set(config, name, item, real)
+        report["synthetic"][name], examples[name] = describe_set(config, name, item, real)
         timings[f"similarity:{name}"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - start
     return EvaluationResult(report=report, examples=examples, classes=["background"] + real.classes)
-
-
-def _describe_set(config, name, item, real):
-    synthetic = item["synthetic"]
-    selections = {f"{r:g}": record for r, (_, record) in item["selections"].items()}
-    entry = {
-        "folder": item["folder"],
-        "num_pairs": len(synthetic.pairs),
-        "manifest": synthetic.manifest,
-        "guard": {
-            "problems": item["guard"]["problems"],
-            "overridden": bool(item["guard"]["problems"]),
-            "generators": item["guard"]["generators"],
-        },
-        "selection": selections,
-        "memorisation": None,
-        "diversity": None,
-        "mask_stats": mask_statistics(synthetic.pairs.masks, real.num_defect),
-        "fid": _fid_not_computed("no --inception_weights given"),
-    }
-    examples = []
-    gen_feats = similarity.thumbnail_features(synthetic.pairs.images)
-    train_feats = similarity.thumbnail_features(real.train.images)
-    if len(real.train) >= 2:
-        mem = similarity.memorisation(
-            gen_feats, train_feats, threshold=config.memorisation_threshold
-        )
-        mem["feature"] = f"{similarity.DEFAULT_FEATURE_SIZE}x{similarity.DEFAULT_FEATURE_SIZE} "
-        mem["feature"] += "grayscale, RMS distance per pixel in [0, 1]"
-        mem["generated_files"] = synthetic.pairs.names
-        entry["memorisation"] = mem
-        order = np.argsort(mem["ratio"], kind="stable")[: config.num_examples]
-        for g in order:
-            t = mem["nn_index"][g]
-            # Show the training image as it was matched: mirrored when its mirror was nearer.
-            flip = slice(None, None, -1) if mem["nn_mirrored"][g] else slice(None)
-            examples.append(
-                (
-                    synthetic.pairs.images[g],
-                    synthetic.pairs.masks[g],
-                    real.train.images[t][:, flip],
-                    real.train.masks[t][:, flip],
-                    mem["ratio"][g],
-                    int(g),
-                    int(t),
-                )
-            )
-    else:
-        logger.warning("memorisation needs at least 2 training images; skipped")
-    entry["diversity"] = similarity.diversity(gen_feats, train_feats)
-    if config.inception_weights:
-        extractor = fid_lib.load_feature_extractor(config.inception_weights, config.device)
-        values = fid_lib.fid_kid(
-            extractor,
-            synthetic.pairs.images,
-            {"real_train": real.train.images, "real_val": real.val.images},
-            size=config.inception_size,
-            input_range=config.inception_range,
-            device=config.device,
-        )
-        entry["fid"] = dict(computed=True, weights=str(config.inception_weights), **values)
-    return entry, examples
-
-
-def _fid_not_computed(reason):
-    return {"computed": False, "reason": reason, "fid": None, "kid": None}
 
 
 def _count(types):

@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from defect_gen.evaluation.data import EvaluationError, load_real_split
+from defect_gen.evaluation.data import EvaluationError
 from defect_gen.evaluation.metrics import nanmean_or_nan
 from defect_gen.evaluation.segtrain import class_weights, train_and_score
 
@@ -72,20 +72,13 @@ def run_tuning(config, grid, num_folds):
     """
     Give the tuning record {grid, folds, candidates: [{settings, fold_scores, mean}], best}.
 
-    :param config: runner.EvalConfig (data, resolution, device, base TrainSettings).
+    :param config: plan.EvalConfig (data, resolution, device, base TrainSettings).
     """
     import dataclasses
 
     if num_folds < 2:
         raise EvaluationError(f"--tune_folds must be at least 2, got {num_folds}")
-    real = load_real_split(
-        config.data_dir,
-        num_train_per_type=config.num_train_per_type,
-        resolution=config.resolution,
-        num_defect=config.num_defect,
-        classes=config.classes,
-        load_val=False,
-    )
+    real = config.real_split(load_val=False)
     if config.num_train_per_type < num_folds:
         raise EvaluationError(
             f"--tune_folds {num_folds}: needs at least that many training pairs per type "
