@@ -211,3 +211,36 @@ def mask_statistics(index_maps, num_defect):
         "mean_area_present": [float(a / h) if h else None for a, h in zip(area, holding)],
         "defect_free": defect_free / n,
     }
+
+
+class MaskPriorCorrection(torch.nn.Module):
+    """
+    Undo the bias a class-weighted cross-entropy puts into a model's mask logits.
+
+    Trained with per-pixel weight w_y on the true class y, the cross-entropy's minimum is at
+    softmax(logits)_k = w_k p_k / sum_j w_j p_j, not at the class probabilities p_k: a class weighted 20
+    is drawn as if it were 20 times likelier, so sampled masks grow. Subtracting log w_k from the logits
+    (logit adjustment) gives back p_k. Wraps the model; RGB channels pass through unchanged.
+
+    :param model: called as model(x_t, t, **kwargs), output [N x (3 + K + 1) x H x W] with mask logits.
+    :param weights: the K + 1 class weights of the training loss (background first), all > 0.
+    """
+
+    def __init__(self, model, weights):
+        super().__init__()
+        weights = torch.as_tensor(weights, dtype=torch.float32)
+        if weights.dim() != 1 or not bool((weights > 0).all()):
+            raise ValueError(
+                f"class weights must be a list of positive numbers, got {weights.tolist()}"
+            )
+        self.model = model
+        self.register_buffer("offset", -torch.log(weights).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x, t, **kwargs):
+        out = self.model(x, t, **kwargs)
+        if out.shape[1] != RGB_CHANNELS + self.offset.shape[1]:
+            raise ValueError(
+                f"{self.offset.shape[1]} class weights for {out.shape[1] - RGB_CHANNELS} mask channels"
+            )
+        rgb, logits = out[:, :RGB_CHANNELS], out[:, RGB_CHANNELS:]
+        return torch.cat([rgb, logits + self.offset.to(logits.dtype)], dim=1)

@@ -73,3 +73,45 @@ def test_mask_statistics_refuses_values_outside_the_classes_and_handles_no_masks
         masks.mask_statistics([np.full((2, 2), 3)], num_defect=2)
     empty = masks.mask_statistics([], num_defect=2)
     assert empty["num_images"] == 0 and empty["share_with_class"] == [None] * 3
+
+
+def test_prior_correction_recovers_the_class_probabilities_a_weighted_cross_entropy_distorts():
+    # Fit free logits to labels drawn from p with a class-weighted cross-entropy, as the mask loss
+    # with train.mask_class_weight_power > 0 does: softmax(logits) lands on w*p (normalised), and the
+    # corrected logits give p back.
+    p = torch.tensor([0.90, 0.01, 0.04, 0.05])
+    w = torch.tensor([1.0, 20.0, 5.0, 2.0])
+    logits = torch.zeros(4, requires_grad=True)
+    opt = torch.optim.LBFGS([logits], max_iter=200, line_search_fn="strong_wolfe")
+
+    def loss_fn():
+        opt.zero_grad()
+        # The expectation over labels y ~ p of w_y * CE(logits, y).
+        loss = -(p * w * torch.log_softmax(logits, 0)).sum()
+        loss.backward()
+        return loss
+
+    opt.step(loss_fn)
+    biased = torch.softmax(logits.detach(), 0)
+    assert torch.allclose(biased, w * p / (w * p).sum(), atol=1e-4)
+
+    class Constant(torch.nn.Module):
+        def forward(self, x, t):
+            rgb = torch.full((1, 3, 1, 1), 0.25)
+            return torch.cat([rgb, logits.detach().view(1, 4, 1, 1)], dim=1)
+
+    out = masks.MaskPriorCorrection(Constant(), w)(None, None)
+    assert torch.equal(out[:, :3], torch.full((1, 3, 1, 1), 0.25))
+    assert torch.allclose(torch.softmax(out[0, 3:, 0, 0], 0), p, atol=1e-4)
+
+
+def test_prior_correction_refuses_weights_that_do_not_fit():
+    with pytest.raises(ValueError, match="positive"):
+        masks.MaskPriorCorrection(torch.nn.Identity(), [1.0, 0.0])
+
+    class Out(torch.nn.Module):
+        def forward(self, x, t):
+            return torch.zeros(1, 3 + 3, 2, 2)
+
+    with pytest.raises(ValueError, match="2 class weights for 3 mask channels"):
+        masks.MaskPriorCorrection(Out(), [1.0, 2.0])(None, None)
