@@ -20,7 +20,10 @@ import numpy as np  # noqa: E402
 
 from defect_gen import conditioning, dist_util, sampling  # noqa: E402
 from defect_gen.cli import run_cli  # noqa: E402
+from defect_gen.fileio import write_png  # noqa: E402
 from defect_gen.masks import colorize, overlay  # noqa: E402
+from defect_gen.model_pair import load_pair  # noqa: E402
+from defect_gen.sweep_figure import sweep_figure  # noqa: E402
 
 
 def main(argv=None):
@@ -41,7 +44,7 @@ def main(argv=None):
     p.add_argument("--device", default=None)
     args = p.parse_args(argv)
     device = dist_util.setup_dist(args.device)
-    pair = sampling.load_pair(args.large_recep, args.small_recep, device=device)
+    pair = load_pair(args.large_recep, args.small_recep, device=device)
     res, k = pair.resolution, pair.num_defect
     index_map = conditioning.read_index_mask(args.mask, k, res)
     good, size = conditioning.read_good(args.good, res, strict_size=False)
@@ -71,8 +74,8 @@ def main(argv=None):
         rows.append(row)
     labels = ["good", "mask", "mask on good"] + [""] * (args.num - 3)
     cols = [f"{labels[i]}\nseed {args.seed + i}" for i in range(args.num)]
-    figure = sampling.sweep_figure(rows, cols, ["input", "joint", "mask", "inpaint"])
-    sampling.write_png(args.out, figure)
+    figure = sweep_figure(rows, cols, ["input", "joint", "mask", "inpaint"])
+    write_png(args.out, figure)
     print(f"wrote {args.out}: {args.num} samples per mode, {res} px, band {band} px")
 
 

@@ -15,7 +15,7 @@ import yaml
 from conftest import load_script
 from PIL import Image
 
-from defect_gen import sampling
+from defect_gen import sample_folder, sampling, sweep_figure
 from defect_gen.cli import run_cli
 from defect_gen.config import build_diffusion, build_model, load_config, resolve
 from defect_gen.fileio import save_torch
@@ -143,7 +143,7 @@ def base(ckpts, launched, tmp_path_factory):
 
 
 def test_sample_folder_contract(base, ckpts):
-    for sub in sampling.SUBDIRS:
+    for sub in sample_folder.SUBDIRS:
         assert sorted(p.name for p in (base / sub).iterdir()) == [f"{i:06d}.png" for i in range(N)]
     for i in range(N):
         image = Image.open(base / "images" / f"{i:06d}.png")
@@ -156,7 +156,7 @@ def test_sample_folder_contract(base, ckpts):
         assert index.max() <= K
         np.testing.assert_array_equal(np.asarray(mask_rgb), palette(K + 1)[index])
     # grid: (image, overlay) pairs, 4 pairs per row, tiles enlarged to >= 96 px, pad 2
-    f = -(-sampling.GRID_MIN_TILE // RES)
+    f = -(-sample_folder.GRID_MIN_TILE // RES)
     tile = RES * f
     rows = -(-N // 4)
     grid = np.asarray(Image.open(base / "grid.png"))
@@ -228,7 +228,7 @@ def test_mpirun_1_and_2_ranks_give_the_same_samples(base, launched, record_prope
     masks = read_folder(one, "masks")
     assert all(0 < (m > 0).mean() < 0.5 for m in masks), [float((m > 0).mean()) for m in masks]
     assert len(np.unique(np.concatenate([m.ravel() for m in masks]))) >= 3
-    for sub in sampling.SUBDIRS:
+    for sub in sample_folder.SUBDIRS:
         a, b = read_folder(one, sub), read_folder(two, sub)
         assert len(a) == len(b) == N
         for x, y in zip(a, b):
@@ -255,7 +255,7 @@ def test_error_exit_from_a_real_process(launched):
 def test_rerun_generates_exactly_the_missing_samples(base, ckpts, tmp_path):
     out = tmp_path / "resume"
     shutil.copytree(base, out)
-    for sub in sampling.SUBDIRS:
+    for sub in sample_folder.SUBDIRS:
         for i in (1, 3):
             (out / sub / f"{i:06d}.png").unlink()
     damaged = out / "images" / "000004.png"
@@ -265,7 +265,7 @@ def test_rerun_generates_exactly_the_missing_samples(base, ckpts, tmp_path):
     kept = {
         p: p.stat().st_mtime_ns
         for i in (0, 2)
-        for sub in sampling.SUBDIRS
+        for sub in sample_folder.SUBDIRS
         for p in [out / sub / f"{i:06d}.png"]
     }
     run_cli(SAMPLE.main, sample_argv(ckpts, out))
@@ -273,7 +273,7 @@ def test_rerun_generates_exactly_the_missing_samples(base, ckpts, tmp_path):
     assert m["last_run"] == {"generated": [1, 3, 4], "skipped": 2}
     assert all(p.stat().st_mtime_ns == t for p, t in kept.items())
     before, after = snapshot(base), snapshot(out)
-    for sub in sampling.SUBDIRS:
+    for sub in sample_folder.SUBDIRS:
         for i in range(N):
             name = Path(sub) / f"{i:06d}.png"
             assert after[name] == before[name], name
@@ -467,7 +467,7 @@ def test_switch_sweep_png(ckpts, tmp_path):
     ])  # fmt: skip
     figure = np.asarray(Image.open(out))
     cell = RES * 6  # 16 px enlarged by ceil(96 / 16)
-    pad, top, left = sampling.SWEEP_PAD, sampling.SWEEP_TOP, sampling.SWEEP_LEFT
+    pad, top, left = sweep_figure.SWEEP_PAD, sweep_figure.SWEEP_TOP, sweep_figure.SWEEP_LEFT
     assert figure.shape == (top + 2 * (cell + pad) + pad, left + 3 * (cell + pad) + pad, 3)
     for c in range(3):  # a label drawn above every column
         x0 = left + pad + c * (cell + pad)
