@@ -25,7 +25,7 @@ from . import __version__, folders
 from .config import ConfigError
 from .errors import first_line
 from .fileio import atomic_write_text, read_png, write_png
-from .masks import colorize, make_grid, overlay
+from .masks import colorize, make_grid, mask_statistics, overlay
 from .sampling import steps_record, to_arrays
 
 SUBDIRS = ("images", "masks", "masks_rgb")
@@ -213,39 +213,38 @@ def write_grid(sample_dir, indices, num_defect):
 
 def folder_mask_stats(sample_dir, indices, num_defect):
     """
-    Give class statistics of the written masks of `indices`, in the training checkpoints' format.
-
-    :return: {"num_images": n, "share_with_class": [K + 1] fraction of masks holding class k,
-        "mean_area": [K + 1] mean fraction of a mask's pixels in class k} (entry 0 = background).
+    Give the class statistics of the written masks of `indices`: :func:`defect_gen.masks.mask_statistics`,
+    the format of the training statistics that checkpoints carry.
     """
-    share = np.zeros(num_defect + 1)
-    area = np.zeros(num_defect + 1)
-    n = 0
+    return mask_statistics(_index_maps(sample_dir, indices, num_defect), num_defect)
+
+
+def _index_maps(sample_dir, indices, num_defect):
+    """Yield the [H x W] class-index maps of the written masks of `indices`, checking their classes."""
     for i in indices:
-        index_map = np.asarray(read_png(sample_files(sample_dir, i)["masks"]))
-        counts = np.bincount(index_map.ravel(), minlength=num_defect + 1)[: num_defect + 1]
-        share += counts > 0
-        area += counts / max(index_map.size, 1)
-        n += 1
-    n_div = max(n, 1)
-    return {
-        "num_images": n,
-        "share_with_class": (share / n_div).tolist(),
-        "mean_area": (area / n_div).tolist(),
-    }
+        path = sample_files(sample_dir, i)["masks"]
+        index_map = np.asarray(read_png(path))
+        if index_map.size and index_map.max() > num_defect:
+            raise SampleFolderError(
+                f"{path}: holds class {int(index_map.max())}, above num_defect={num_defect}"
+            )
+        yield index_map
 
 
 def format_stats_table(classes, generated, training=None):
     """
-    Give a text table of generated vs training mask statistics per class (background first).
+    Give a text table of generated vs training mask statistics per class (background first), and the
+    share of masks without any defect.
 
-    :param generated, training: dicts as :func:`folder_mask_stats` gives (training may be None).
+    :param generated, training: dicts as :func:`defect_gen.masks.mask_statistics` gives (training may
+        be None); a value that is missing or None (no masks) shows as "-".
     """
 
-    def pct(stats, key, k):
-        if not stats or key not in stats or k >= len(stats[key]):
-            return "-"
-        return f"{100 * stats[key][k]:.1f}%"
+    def pct(stats, key, k=None):
+        value = stats.get(key) if stats else None
+        if value is not None and k is not None:
+            value = value[k] if k < len(value) else None
+        return "-" if value is None else f"{100 * value:.1f}%"
 
     names = ["background", *classes]
     width = max(12, *(len(n) for n in names))
@@ -262,7 +261,8 @@ def format_stats_table(classes, generated, training=None):
             f"{pct(training, 'share_with_class', k):>16}  {pct(generated, 'mean_area', k):>10}  "
             f"{pct(training, 'mean_area', k):>10}"
         )
+    lines.append(
+        f"{'(no defect)':{width}}  {pct(generated, 'defect_free'):>16}  "
+        f"{pct(training, 'defect_free'):>16}  {'-':>10}  {'-':>10}"
+    )
     return "\n".join(lines)
-
-
-#

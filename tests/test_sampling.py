@@ -18,8 +18,8 @@ from PIL import Image
 from defect_gen import sample_folder, sampling, sweep_figure
 from defect_gen.cli import run_cli
 from defect_gen.config import build_diffusion, build_model, load_config, resolve
-from defect_gen.fileio import save_torch
-from defect_gen.masks import overlay, palette
+from defect_gen.fileio import save_torch, write_png
+from defect_gen.masks import mask_statistics, overlay, palette
 from defect_gen.patch_unet import PatchUNetModel
 from defect_gen.respace import sampling_timesteps
 from defect_gen.toy_data import write_dataset
@@ -205,6 +205,14 @@ def test_sample_folder_contract(base, ckpts):
     area = [np.mean([(mk == k).mean() for mk in masks]) for k in range(K + 1)]
     np.testing.assert_allclose(m["generated_mask_stats"]["share_with_class"], share)
     np.testing.assert_allclose(m["generated_mask_stats"]["mean_area"], area)
+    present = [
+        np.mean([(mk == k).mean() for mk in masks if (mk == k).any()] or [np.nan])
+        for k in range(K + 1)
+    ]
+    got = [np.nan if v is None else v for v in m["generated_mask_stats"]["mean_area_present"]]
+    np.testing.assert_allclose(got, present)
+    assert m["generated_mask_stats"]["defect_free"] == np.mean([not (mk > 0).any() for mk in masks])
+    assert m["generated_mask_stats"]["num_images"] == N
 
 
 def test_summary_table_names_classes(capsys, ckpts, tmp_path):
@@ -213,6 +221,32 @@ def test_summary_table_names_classes(capsys, ckpts, tmp_path):
     assert "samples/s" in out
     for name in ("background", "class_1", "class_4", "generated (1)", "training (8)"):
         assert name in out
+
+
+def test_summary_table_shows_missing_values_as_dashes():
+    generated = mask_statistics([np.array([[0, 1], [1, 1]])], num_defect=2)
+    table = sample_folder.format_stats_table(
+        ["a", "b"], generated, mask_statistics([], num_defect=2)
+    )
+    rows = {line.split()[0]: line.split()[1:] for line in table.splitlines()[2:]}
+    assert rows["background"] == ["100.0%", "-", "25.0%", "-"]
+    assert rows["a"] == ["100.0%", "-", "75.0%", "-"]
+    assert rows["b"] == ["0.0%", "-", "0.0%", "-"]
+    assert rows["(no"] == ["defect)", "0.0%", "-", "-", "-"]
+    # training statistics of older checkpoints lack the newer keys
+    old = {"num_images": 4, "share_with_class": [1.0, 0.5, 0.25], "mean_area": [0.9, 0.05, 0.05]}
+    rows = {
+        line.split()[0]: line.split()[1:]
+        for line in sample_folder.format_stats_table(["a", "b"], generated, old).splitlines()[2:]
+    }
+    assert rows["b"] == ["0.0%", "25.0%", "0.0%", "5.0%"]
+    assert rows["(no"] == ["defect)", "0.0%", "-", "-", "-"]
+
+
+def test_folder_statistics_name_a_mask_above_the_classes(tmp_path):
+    write_png(sample_folder.sample_files(tmp_path, 0)["masks"], np.full((4, 4), 3, dtype=np.uint8))
+    with pytest.raises(sample_folder.SampleFolderError, match="000000.png: holds class 3"):
+        sample_folder.folder_mask_stats(tmp_path, [0], num_defect=2)
 
 
 def test_mpirun_1_and_2_ranks_give_the_same_samples(base, launched, record_property):
