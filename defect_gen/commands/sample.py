@@ -21,31 +21,20 @@ Selection (see defect_gen/selection.py):
     --keep balanced [--quota Crack=10,Break=5]   fill per-class quotas (default: training class shares)
 """
 
-import argparse
 import json
 import os
 import time
 
-from .. import conditioning, dist_util, sample_folder, sampling, selection
-from ..cli import run_cli, str2bool
+from .. import conditioning, dist_util, folders, sample_folder, sampling, selection
+from ..cli import add_device_argument, make_parser, run_cli, start_processes, str2bool
 from ..config import ConfigError
 from ..fileio import atomic_write_text
-from ..folders import (
-    FolderLock,
-    agree_on_error,
-    check_no_foreign_files,
-    check_writable_file,
-    check_writable_folder,
-)
-from ..logger import configure_logging
 from ..model_pair import load_pair
 from ..precision import AUTOCAST_DTYPES
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = make_parser(__doc__)
     p.add_argument("--large_recep", required=True, help="checkpoint of the large (global) model")
     p.add_argument("--small_recep", required=True, help="checkpoint of the small (patch) model")
     p.add_argument(
@@ -82,11 +71,7 @@ def parse_args(argv):
     p.add_argument(
         "--small_recep_config", help="YAML of the small model (needed for release checkpoints)"
     )
-    p.add_argument(
-        "--device",
-        default=None,
-        help="auto, cpu, cuda, cuda:N or gpu (default: cuda when available)",
-    )
+    add_device_argument(p)
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -143,13 +128,11 @@ def main(argv=None):
     if (args.num_samples is not None and args.num_samples < 1) or args.batch_size < 1:
         raise ConfigError("--num_samples and --batch_size must be positive")
     started = time.perf_counter()
-    device = dist_util.setup_dist(args.device)
-    rank, world = dist_util.get_rank(), dist_util.get_world_size()
-    configure_logging(rank)
-    check_writable_folder(args.sample_dir, "--sample_dir")
+    device, rank, world = start_processes(args.device)
+    folders.check_writable_folder(args.sample_dir, "--sample_dir")
     if args.call_log:
-        check_writable_file(args.call_log, "--call_log")
-    lock = FolderLock(args.sample_dir, "--sample_dir")
+        folders.check_writable_file(args.call_log, "--call_log")
+    lock = folders.FolderLock(args.sample_dir, "--sample_dir")
     try:
         return _sample(args, started, device, rank, world, lock)
     finally:
@@ -198,7 +181,7 @@ def _sample(args, started, device, rank, world, lock):
     old = None
     # every rank checks, so all raise alike and none waits alone
     if args.overwrite:
-        check_no_foreign_files(args.sample_dir, _manifest_or_none(args.sample_dir))
+        folders.check_no_foreign_files(args.sample_dir, _manifest_or_none(args.sample_dir))
     else:
         sample_folder.check_folder(args.sample_dir, params)
         old = sample_folder.read_manifest(args.sample_dir)
@@ -228,7 +211,7 @@ def _sample(args, started, device, rank, world, lock):
                 sample_folder.check_folder(args.sample_dir, params)
         except ConfigError as exc:
             error = exc
-    agree_on_error(error)
+    folders.agree_on_error(error)
     if rank == 0:
         if args.overwrite:
             sample_folder.clear_folder(args.sample_dir)
