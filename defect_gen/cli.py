@@ -1,14 +1,18 @@
 """
 What the command-line scripts share: user errors, and errors of the environment (a full disk, a folder
-that cannot be written), become one `error:` line and exit code 2.
+that cannot be written), become one `error:` line and exit code 2; the parser that shows a command's
+docstring as its help; the --device flag; and the start of a (possibly distributed) run.
 """
 
+import argparse
 import sys
 
+from . import dist_util
 from .config import ConfigError
 from .dataset_files import DatasetError
 from .errors import TrainingError
 from .fileio import CheckpointError
+from .logger import configure_logging
 
 USER_ERRORS = (ConfigError, DatasetError, CheckpointError, TrainingError)
 EXIT_USER_ERROR = 2
@@ -40,3 +44,31 @@ def str2bool(value):
     if text in ("0", "false", "no", "n", "off"):
         return False
     raise ValueError(f"not a boolean: {value!r}")
+
+
+def make_parser(doc):
+    """Give an ArgumentParser whose help is `doc` (a command's module docstring) laid out as written."""
+    return argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def add_device_argument(parser):
+    """Add --device, as dist_util.setup_dist reads it."""
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="auto, cpu, cuda, cuda:N or gpu (default: cuda when available)",
+    )
+
+
+def start_processes(device):
+    """
+    Set up this process of a (possibly distributed) run and its logging; give (device, rank, world size).
+
+    :param device: the --device value (see :func:`defect_gen.dist_util.setup_dist`).
+    """
+    device = dist_util.setup_dist(device)
+    rank = dist_util.get_rank()
+    configure_logging(rank)
+    return device, rank, dist_util.get_world_size()

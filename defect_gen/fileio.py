@@ -1,9 +1,11 @@
 """
-File writing that never leaves a truncated file behind, and checkpoint reading with clear errors.
+File writing that never leaves a truncated file behind, the PNG reader and writer, and checkpoint reading
+with clear errors.
 
 Paths go through blobfile, so they may be local or bucket URLs. Locally a file is written to a temporary
 name in the same folder and renamed over the target; on object stores an upload becomes visible only when
-complete, which gives the same guarantee.
+complete, which gives the same guarantee. Every PNG the library writes (samples, grids, previews, figures,
+reports) goes through :func:`write_png`; input datasets are read by image_datasets with their own checks.
 """
 
 import io
@@ -12,7 +14,11 @@ import pickle
 import zipfile
 
 import blobfile as bf
+import numpy as np
 import torch
+from PIL import Image
+
+from .errors import first_line
 
 
 class CheckpointError(ValueError):
@@ -57,6 +63,37 @@ def atomic_write_text(path, text):
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def png_bytes(image):
+    """
+    Give the PNG encoding of an image.
+
+    :param image: a uint8 [H x W] (grey) or [H x W x 3] (RGB) array, or a PIL image.
+    """
+    if not isinstance(image, Image.Image):
+        image = Image.fromarray(np.ascontiguousarray(image))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_png(path, image):
+    """Write an image (see :func:`png_bytes`) as a PNG file, atomically."""
+    atomic_write_bytes(str(path), png_bytes(image))
+
+
+def read_png(path):
+    """
+    Give the decoded PIL image of a PNG file (local or bucket path).
+
+    :raises OSError, SyntaxError, ValueError: as PIL raises them for a missing, truncated or corrupt file.
+    """
+    with bf.BlobFile(str(path), "rb") as f:
+        data = f.read()
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
 def save_torch(obj, path, *, interrupt=None):
     """Serialise `obj` with torch.save and write it atomically to `path` (see atomic_write_bytes)."""
     buf = io.BytesIO()
@@ -81,7 +118,6 @@ def load_torch(path, map_location="cpu"):
         ValueError,
         OSError,
     ) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(
-            f"{path}: not a readable checkpoint (truncated or corrupt: {reason})"
+            f"{path}: not a readable checkpoint (truncated or corrupt: {first_line(exc)})"
         ) from None

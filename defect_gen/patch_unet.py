@@ -71,20 +71,13 @@ class PatchUNetModel(UNetBase):
                 self.output_blocks.append(TimestepEmbedSequential(*layers))
         self._build_out(ch)
 
-    def forward(self, x, timesteps, y=None):
-        """
-        :param x: an [N x C x H x W] Tensor of inputs.
-        :param timesteps: a 1-D LongTensor of N original timesteps.
-        :param y: an [N] Tensor of labels, if class-conditional.
-        :return: an [N x out_channels x H x W] Tensor.
-        """
-        emb = self.embed(timesteps, y)
-        h, hs = self.encode(x, emb)
+    def decode(self, h, hs, emb):
+        """No middle block; the first decoder block takes `h` alone (it is hs[-1]), the others a skip."""
         hs.pop()
         h = self.output_blocks[0](h, emb)
         for module in self.output_blocks[1:]:
             h = module(torch.cat([h, hs.pop()], dim=1), emb)
-        return self.out(h).type(x.dtype)
+        return h
 
 
 def receptive_field(model, image_size, *, seed=0):

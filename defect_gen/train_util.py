@@ -8,7 +8,6 @@ in the checkpoint, so stopping and resuming gives the parameters an uninterrupte
 """
 
 import copy
-import io
 import logging
 import os
 import signal
@@ -16,7 +15,6 @@ import time
 
 import blobfile as bf
 import torch
-from PIL import Image
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
@@ -31,8 +29,8 @@ from .checkpoints import (
     write_checkpoint,
 )
 from .config import model_kind
-from .errors import TrainingError
-from .fileio import CheckpointError, atomic_write_bytes
+from .errors import TrainingError, first_line
+from .fileio import CheckpointError, write_png
 from .image_datasets import mask_class_weights
 from .masks import decode, make_grid, overlay, split, to_uint8_rgb
 from .nn import update_ema
@@ -187,7 +185,7 @@ class TrainLoop:
             self.ema.load_state_dict(ema_state, strict=True)
         except RuntimeError as exc:
             raise CheckpointError(
-                f"{path}: weights do not fit the configured model ({_first_line(exc)})"
+                f"{path}: weights do not fit the configured model ({first_line(exc)})"
             ) from None
         logger.info("initialised weights from %s", path)
 
@@ -430,16 +428,4 @@ def save_preview(x, path):
     for img, idx in zip(images, index):
         tiles += [img, overlay(img, idx, alpha=0.6, num_classes=max(num_classes, 11))]
     grid = make_grid(tiles, ncol=min(len(tiles), 8), min_tile=96)
-    buf = _png_bytes(grid)
-    atomic_write_bytes(path, buf)
-
-
-def _png_bytes(array):
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _first_line(exc):
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    write_png(path, grid)

@@ -100,18 +100,9 @@ class ResBlock(TimestepBlock):
     """
 
     def __init__(
-        self,
-        channels,
-        emb_channels,
-        dropout,
-        out_channels=None,
-        use_conv=False,
-        use_scale_shift_norm=False,
-        dims=2,
-        use_checkpoint=False,
-        up=False,
-        down=False,
-    ):
+        self, channels, emb_channels, dropout, out_channels=None, use_conv=False,
+        use_scale_shift_norm=False, dims=2, use_checkpoint=False, up=False, down=False,
+    ):  # fmt: skip
         super().__init__()
         self.channels = channels
         self.out_channels = out_channels or channels
@@ -265,28 +256,17 @@ class AttentionBlock(nn.Module):
 class UNetBase(nn.Module):
     """
     What the large and the small UNet share: the timestep (and label) embedding, the residual-block and
-    resampling factories, the encoder, and the output head.
+    resampling factories, the encoder, the output head and the forward pass; a subclass builds its
+    decoder and says how it runs (:meth:`decode`).
 
     Modules are created in the order the release's classes create them, so state_dict keys keep its order.
     """
 
     def _init_trunk(
-        self,
-        *,
-        image_size,
-        in_channels,
-        model_channels,
-        out_channels,
-        num_res_blocks,
-        dropout,
-        channel_mult,
-        conv_resample,
-        dims,
-        num_classes,
-        use_checkpoint,
-        use_scale_shift_norm,
+        self, *, image_size, in_channels, model_channels, out_channels, num_res_blocks, dropout,
+        channel_mult, conv_resample, dims, num_classes, use_checkpoint, use_scale_shift_norm,
         resblock_updown,
-    ):
+    ):  # fmt: skip
         self.image_size = image_size
         self.in_channels = in_channels
         self.model_channels = model_channels
@@ -387,6 +367,27 @@ class UNetBase(nn.Module):
             hs.append(h)
         return h, hs
 
+    def decode(self, h, hs, emb):
+        """
+        Give the decoder's features (before the output head) from the encoder's.
+
+        :param h: the deepest encoder features.
+        :param hs: every encoder block's output, deepest last; the decoder pops its skips from it.
+        :param emb: the conditioning embedding.
+        """
+        raise NotImplementedError
+
+    def forward(self, x, timesteps, y=None):
+        """
+        :param x: an [N x C x H x W] Tensor of inputs.
+        :param timesteps: a 1-D LongTensor of N original timesteps.
+        :param y: an [N] Tensor of labels, if class-conditional.
+        :return: an [N x out_channels x H x W] Tensor.
+        """
+        emb = self.embed(timesteps, y)
+        h, hs = self.encode(x, emb)
+        return self.out(self.decode(h, hs, emb)).type(x.dtype)
+
 
 class UNetModel(UNetBase):
     """
@@ -481,16 +482,9 @@ class UNetModel(UNetBase):
                 self.output_blocks.append(TimestepEmbedSequential(*layers))
         self._build_out(ch)
 
-    def forward(self, x, timesteps, y=None):
-        """
-        :param x: an [N x C x H x W] Tensor of inputs.
-        :param timesteps: a 1-D LongTensor of N original timesteps.
-        :param y: an [N] Tensor of labels, if class-conditional.
-        :return: an [N x out_channels x H x W] Tensor.
-        """
-        emb = self.embed(timesteps, y)
-        h, hs = self.encode(x, emb)
+    def decode(self, h, hs, emb):
+        """The middle block, then every decoder block on its input concatenated with a skip."""
         h = self.middle_block(h, emb)
         for module in self.output_blocks:
             h = module(torch.cat([h, hs.pop()], dim=1), emb)
-        return self.out(h).type(x.dtype)
+        return h

@@ -10,7 +10,6 @@ drawn into the good image).
 Samples i = 0..n-1 of each row come from seed + i, as in scripts/sample.py.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -18,15 +17,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from defect_gen import conditioning, dist_util, sampling  # noqa: E402
-from defect_gen.cli import run_cli  # noqa: E402
+from defect_gen import conditioning, sampling  # noqa: E402
+from defect_gen.cli import add_device_argument, make_parser, run_cli, start_processes  # noqa: E402
+from defect_gen.fileio import write_png  # noqa: E402
 from defect_gen.masks import colorize, overlay  # noqa: E402
+from defect_gen.model_pair import load_pair  # noqa: E402
+from defect_gen.sweep_figure import sweep_figure  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = make_parser(__doc__)
     p.add_argument("--large_recep", required=True)
     p.add_argument("--small_recep", required=True)
     p.add_argument("--good", required=True, help="a good image")
@@ -38,10 +38,10 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--band", type=int, help="inpaint band (default R/16, >= 2)")
     p.add_argument("--resample", type=int, default=0)
-    p.add_argument("--device", default=None)
+    add_device_argument(p)
     args = p.parse_args(argv)
-    device = dist_util.setup_dist(args.device)
-    pair = sampling.load_pair(args.large_recep, args.small_recep, device=device)
+    device, _, _ = start_processes(args.device)
+    pair = load_pair(args.large_recep, args.small_recep, device=device)
     res, k = pair.resolution, pair.num_defect
     index_map = conditioning.read_index_mask(args.mask, k, res)
     good, size = conditioning.read_good(args.good, res, strict_size=False)
@@ -71,8 +71,8 @@ def main(argv=None):
         rows.append(row)
     labels = ["good", "mask", "mask on good"] + [""] * (args.num - 3)
     cols = [f"{labels[i]}\nseed {args.seed + i}" for i in range(args.num)]
-    figure = sampling.sweep_figure(rows, cols, ["input", "joint", "mask", "inpaint"])
-    sampling.write_png(args.out, figure)
+    figure = sweep_figure(rows, cols, ["input", "joint", "mask", "inpaint"])
+    write_png(args.out, figure)
     print(f"wrote {args.out}: {args.num} samples per mode, {res} px, band {band} px")
 
 

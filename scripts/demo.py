@@ -24,11 +24,11 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from defect_gen.config import build_model, read_yaml, resolve  # noqa: E402
+from defect_gen.fileio import read_png  # noqa: E402
 from defect_gen.patch_unet import receptive_field  # noqa: E402
-from defect_gen.sampling import sample_files  # noqa: E402
+from defect_gen.sample_folder import sample_files  # noqa: E402
 from defect_gen.toy_data import defect_classes  # noqa: E402
 
 TOY_CLASSES = defect_classes(4)
@@ -80,8 +80,8 @@ def check_samples(sample_dir):
     rows = []
     for index in range(manifest["num_samples"]):
         paths = sample_files(sample_dir, index)
-        mask = np.asarray(Image.open(paths["masks"])) > 0
-        gray = np.asarray(Image.open(paths["images"]).convert("L"), dtype=np.float64)
+        mask = np.asarray(read_png(paths["masks"])) > 0
+        gray = np.asarray(read_png(paths["images"]).convert("L"), dtype=np.float64)
         shift = (mask.shape[0] // 3, mask.shape[1] // 3)
         shifted = np.roll(mask, shift, axis=(0, 1))
         rows.append(

@@ -8,23 +8,29 @@ each cell is the sample's image with its mask overlaid. A row shares its x_T, so
 handing more of the denoising to the small (patch) model changes.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from defect_gen import dist_util, sampling  # noqa: E402
-from defect_gen.cli import run_cli, str2bool  # noqa: E402
+from defect_gen.cli import (  # noqa: E402
+    add_device_argument,
+    make_parser,
+    run_cli,
+    start_processes,
+    str2bool,
+)
 from defect_gen.config import ConfigError  # noqa: E402
-from defect_gen.logger import configure_logging  # noqa: E402
+from defect_gen.fileio import write_png  # noqa: E402
 from defect_gen.masks import overlay  # noqa: E402
+from defect_gen.model_pair import load_pair  # noqa: E402
+from defect_gen.precision import AUTOCAST_DTYPES  # noqa: E402
+from defect_gen.sweep_figure import sweep_column_label, sweep_figure  # noqa: E402
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = make_parser(__doc__)
     p.add_argument("--large_recep", required=True, help="checkpoint of the large (global) model")
     p.add_argument("--small_recep", required=True, help="checkpoint of the small (patch) model")
     p.add_argument("--out", required=True, help="PNG to write")
@@ -39,10 +45,10 @@ def parse_args(argv):
     p.add_argument("--sampler", choices=sampling.SAMPLERS, default="cold")
     p.add_argument("--eta", type=float, default=0.0)
     p.add_argument("--use_ema", type=str2bool, default=True)
-    p.add_argument("--precision", choices=tuple(sampling.AUTOCAST_DTYPES), default="fp32")
+    p.add_argument("--precision", choices=tuple(AUTOCAST_DTYPES), default="fp32")
     p.add_argument("--large_recep_config", help="YAML of the large model (release checkpoints)")
     p.add_argument("--small_recep_config", help="YAML of the small model (release checkpoints)")
-    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    add_device_argument(p)
     return p.parse_args(argv)
 
 
@@ -54,9 +60,8 @@ def main(argv=None):
         raise ConfigError(f"--steps {args.steps!r}: expected comma-separated integers") from None
     if not steps or args.num_seeds < 1:
         raise ConfigError("--steps needs at least one value and --num_seeds must be positive")
-    device = dist_util.setup_dist(args.device)
-    configure_logging(dist_util.get_rank())
-    pair = sampling.load_pair(
+    device, _, _ = start_processes(args.device)
+    pair = load_pair(
         args.large_recep, args.small_recep, large_config=args.large_recep_config,
         small_config=args.small_recep_config, use_ema=args.use_ema, device=device,
     )  # fmt: skip
@@ -79,11 +84,9 @@ def main(argv=None):
         print(f"S={switch_t}: done", flush=True)
     tiles = [[col[r] for col in columns] for r in range(args.num_seeds)]
     respacing = sampling.normalise_respacing(pair.num_timesteps, args.timestep_respacing)
-    labels = [sampling.sweep_column_label(pair.num_timesteps, s, respacing) for s in steps]
-    figure = sampling.sweep_figure(
-        tiles, labels, [f"seed {args.seed + r}" for r in range(args.num_seeds)]
-    )
-    sampling.write_png(args.out, figure)
+    labels = [sweep_column_label(pair.num_timesteps, s, respacing) for s in steps]
+    figure = sweep_figure(tiles, labels, [f"seed {args.seed + r}" for r in range(args.num_seeds)])
+    write_png(args.out, figure)
     print(f"wrote {args.out}: {len(steps)} switch values x {args.num_seeds} seeds", flush=True)
     dist_util.cleanup()
 

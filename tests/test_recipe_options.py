@@ -368,7 +368,7 @@ def test_release_configs_keep_the_release_behaviour():
 
 def test_models_of_a_pair_must_share_the_mask_numerics():
     from defect_gen.fileio import CheckpointError
-    from defect_gen.sampling import LoadedModel, check_compatible
+    from defect_gen.model_pair import LoadedModel, check_compatible
 
     def loaded(name, kind, *overrides):
         cfg = load_config(REPO / f"configs/{name}.yaml", list(overrides))

@@ -15,11 +15,11 @@ import yaml
 from conftest import load_script
 from PIL import Image
 
-from defect_gen import sampling
+from defect_gen import sample_folder, sampling, sweep_figure
 from defect_gen.cli import run_cli
 from defect_gen.config import build_diffusion, build_model, load_config, resolve
-from defect_gen.fileio import save_torch
-from defect_gen.masks import overlay, palette
+from defect_gen.fileio import save_torch, write_png
+from defect_gen.masks import mask_statistics, overlay, palette
 from defect_gen.patch_unet import PatchUNetModel
 from defect_gen.respace import sampling_timesteps
 from defect_gen.toy_data import write_dataset
@@ -143,7 +143,7 @@ def base(ckpts, launched, tmp_path_factory):
 
 
 def test_sample_folder_contract(base, ckpts):
-    for sub in sampling.SUBDIRS:
+    for sub in sample_folder.SUBDIRS:
         assert sorted(p.name for p in (base / sub).iterdir()) == [f"{i:06d}.png" for i in range(N)]
     for i in range(N):
         image = Image.open(base / "images" / f"{i:06d}.png")
@@ -156,7 +156,7 @@ def test_sample_folder_contract(base, ckpts):
         assert index.max() <= K
         np.testing.assert_array_equal(np.asarray(mask_rgb), palette(K + 1)[index])
     # grid: (image, overlay) pairs, 4 pairs per row, tiles enlarged to >= 96 px, pad 2
-    f = -(-sampling.GRID_MIN_TILE // RES)
+    f = -(-sample_folder.GRID_MIN_TILE // RES)
     tile = RES * f
     rows = -(-N // 4)
     grid = np.asarray(Image.open(base / "grid.png"))
@@ -205,6 +205,14 @@ def test_sample_folder_contract(base, ckpts):
     area = [np.mean([(mk == k).mean() for mk in masks]) for k in range(K + 1)]
     np.testing.assert_allclose(m["generated_mask_stats"]["share_with_class"], share)
     np.testing.assert_allclose(m["generated_mask_stats"]["mean_area"], area)
+    present = [
+        np.mean([(mk == k).mean() for mk in masks if (mk == k).any()] or [np.nan])
+        for k in range(K + 1)
+    ]
+    got = [np.nan if v is None else v for v in m["generated_mask_stats"]["mean_area_present"]]
+    np.testing.assert_allclose(got, present)
+    assert m["generated_mask_stats"]["defect_free"] == np.mean([not (mk > 0).any() for mk in masks])
+    assert m["generated_mask_stats"]["num_images"] == N
 
 
 def test_summary_table_names_classes(capsys, ckpts, tmp_path):
@@ -213,6 +221,32 @@ def test_summary_table_names_classes(capsys, ckpts, tmp_path):
     assert "samples/s" in out
     for name in ("background", "class_1", "class_4", "generated (1)", "training (8)"):
         assert name in out
+
+
+def test_summary_table_shows_missing_values_as_dashes():
+    generated = mask_statistics([np.array([[0, 1], [1, 1]])], num_defect=2)
+    table = sample_folder.format_stats_table(
+        ["a", "b"], generated, mask_statistics([], num_defect=2)
+    )
+    rows = {line.split()[0]: line.split()[1:] for line in table.splitlines()[2:]}
+    assert rows["background"] == ["100.0%", "-", "25.0%", "-"]
+    assert rows["a"] == ["100.0%", "-", "75.0%", "-"]
+    assert rows["b"] == ["0.0%", "-", "0.0%", "-"]
+    assert rows["(no"] == ["defect)", "0.0%", "-", "-", "-"]
+    # training statistics of older checkpoints lack the newer keys
+    old = {"num_images": 4, "share_with_class": [1.0, 0.5, 0.25], "mean_area": [0.9, 0.05, 0.05]}
+    rows = {
+        line.split()[0]: line.split()[1:]
+        for line in sample_folder.format_stats_table(["a", "b"], generated, old).splitlines()[2:]
+    }
+    assert rows["b"] == ["0.0%", "25.0%", "0.0%", "5.0%"]
+    assert rows["(no"] == ["defect)", "0.0%", "-", "-", "-"]
+
+
+def test_folder_statistics_name_a_mask_above_the_classes(tmp_path):
+    write_png(sample_folder.sample_files(tmp_path, 0)["masks"], np.full((4, 4), 3, dtype=np.uint8))
+    with pytest.raises(sample_folder.SampleFolderError, match="000000.png: holds class 3"):
+        sample_folder.folder_mask_stats(tmp_path, [0], num_defect=2)
 
 
 def test_mpirun_1_and_2_ranks_give_the_same_samples(base, launched, record_property):
@@ -228,7 +262,7 @@ def test_mpirun_1_and_2_ranks_give_the_same_samples(base, launched, record_prope
     masks = read_folder(one, "masks")
     assert all(0 < (m > 0).mean() < 0.5 for m in masks), [float((m > 0).mean()) for m in masks]
     assert len(np.unique(np.concatenate([m.ravel() for m in masks]))) >= 3
-    for sub in sampling.SUBDIRS:
+    for sub in sample_folder.SUBDIRS:
         a, b = read_folder(one, sub), read_folder(two, sub)
         assert len(a) == len(b) == N
         for x, y in zip(a, b):
@@ -255,7 +289,7 @@ def test_error_exit_from_a_real_process(launched):
 def test_rerun_generates_exactly_the_missing_samples(base, ckpts, tmp_path):
     out = tmp_path / "resume"
     shutil.copytree(base, out)
-    for sub in sampling.SUBDIRS:
+    for sub in sample_folder.SUBDIRS:
         for i in (1, 3):
             (out / sub / f"{i:06d}.png").unlink()
     damaged = out / "images" / "000004.png"
@@ -265,7 +299,7 @@ def test_rerun_generates_exactly_the_missing_samples(base, ckpts, tmp_path):
     kept = {
         p: p.stat().st_mtime_ns
         for i in (0, 2)
-        for sub in sampling.SUBDIRS
+        for sub in sample_folder.SUBDIRS
         for p in [out / sub / f"{i:06d}.png"]
     }
     run_cli(SAMPLE.main, sample_argv(ckpts, out))
@@ -273,7 +307,7 @@ def test_rerun_generates_exactly_the_missing_samples(base, ckpts, tmp_path):
     assert m["last_run"] == {"generated": [1, 3, 4], "skipped": 2}
     assert all(p.stat().st_mtime_ns == t for p, t in kept.items())
     before, after = snapshot(base), snapshot(out)
-    for sub in sampling.SUBDIRS:
+    for sub in sample_folder.SUBDIRS:
         for i in range(N):
             name = Path(sub) / f"{i:06d}.png"
             assert after[name] == before[name], name
@@ -467,7 +501,7 @@ def test_switch_sweep_png(ckpts, tmp_path):
     ])  # fmt: skip
     figure = np.asarray(Image.open(out))
     cell = RES * 6  # 16 px enlarged by ceil(96 / 16)
-    pad, top, left = sampling.SWEEP_PAD, sampling.SWEEP_TOP, sampling.SWEEP_LEFT
+    pad, top, left = sweep_figure.SWEEP_PAD, sweep_figure.SWEEP_TOP, sweep_figure.SWEEP_LEFT
     assert figure.shape == (top + 2 * (cell + pad) + pad, left + 3 * (cell + pad) + pad, 3)
     for c in range(3):  # a label drawn above every column
         x0 = left + pad + c * (cell + pad)

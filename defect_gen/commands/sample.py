@@ -21,29 +21,20 @@ Selection (see defect_gen/selection.py):
     --keep balanced [--quota Crack=10,Break=5]   fill per-class quotas (default: training class shares)
 """
 
-import argparse
 import json
 import os
 import time
 
-from .. import conditioning, dist_util, sampling, selection
-from ..cli import run_cli, str2bool
+from .. import conditioning, dist_util, folders, sample_folder, sampling, selection
+from ..cli import add_device_argument, make_parser, run_cli, start_processes, str2bool
 from ..config import ConfigError
 from ..fileio import atomic_write_text
-from ..folders import (
-    FolderLock,
-    agree_on_error,
-    check_no_foreign_files,
-    check_writable_file,
-    check_writable_folder,
-)
-from ..logger import configure_logging
+from ..model_pair import load_pair
+from ..precision import AUTOCAST_DTYPES
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = make_parser(__doc__)
     p.add_argument("--large_recep", required=True, help="checkpoint of the large (global) model")
     p.add_argument("--small_recep", required=True, help="checkpoint of the small (patch) model")
     p.add_argument(
@@ -73,18 +64,14 @@ def parse_args(argv):
     p.add_argument(
         "--use_ema", type=str2bool, default=True, help="EMA weights (default) or raw ones"
     )
-    p.add_argument("--precision", choices=tuple(sampling.AUTOCAST_DTYPES), default="fp32")
+    p.add_argument("--precision", choices=tuple(AUTOCAST_DTYPES), default="fp32")
     p.add_argument(
         "--large_recep_config", help="YAML of the large model (needed for release checkpoints)"
     )
     p.add_argument(
         "--small_recep_config", help="YAML of the small model (needed for release checkpoints)"
     )
-    p.add_argument(
-        "--device",
-        default=None,
-        help="auto, cpu, cuda, cuda:N or gpu (default: cuda when available)",
-    )
+    add_device_argument(p)
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -141,13 +128,11 @@ def main(argv=None):
     if (args.num_samples is not None and args.num_samples < 1) or args.batch_size < 1:
         raise ConfigError("--num_samples and --batch_size must be positive")
     started = time.perf_counter()
-    device = dist_util.setup_dist(args.device)
-    rank, world = dist_util.get_rank(), dist_util.get_world_size()
-    configure_logging(rank)
-    check_writable_folder(args.sample_dir, "--sample_dir")
+    device, rank, world = start_processes(args.device)
+    folders.check_writable_folder(args.sample_dir, "--sample_dir")
     if args.call_log:
-        check_writable_file(args.call_log, "--call_log")
-    lock = FolderLock(args.sample_dir, "--sample_dir")
+        folders.check_writable_file(args.call_log, "--call_log")
+    lock = folders.FolderLock(args.sample_dir, "--sample_dir")
     try:
         return _sample(args, started, device, rank, world, lock)
     finally:
@@ -156,7 +141,7 @@ def main(argv=None):
 
 def _sample(args, started, device, rank, world, lock):
 
-    pair = sampling.load_pair(
+    pair = load_pair(
         args.large_recep, args.small_recep, large_config=args.large_recep_config,
         small_config=args.small_recep_config, use_ema=args.use_ema, num_defect=args.num_defect,
         device=device,
@@ -196,11 +181,11 @@ def _sample(args, started, device, rank, world, lock):
     old = None
     # every rank checks, so all raise alike and none waits alone
     if args.overwrite:
-        check_no_foreign_files(args.sample_dir, _manifest_or_none(args.sample_dir))
+        folders.check_no_foreign_files(args.sample_dir, _manifest_or_none(args.sample_dir))
     else:
-        sampling.check_folder(args.sample_dir, params)
-        old = sampling.read_manifest(args.sample_dir)
-    manifest = sampling.base_manifest(
+        sample_folder.check_folder(args.sample_dir, params)
+        old = sample_folder.read_manifest(args.sample_dir)
+    manifest = sample_folder.base_manifest(
         pair, params, num_samples=num_samples, batch_size=args.batch_size, world_size=world,
         device=device,
     )  # fmt: skip
@@ -223,14 +208,14 @@ def _sample(args, started, device, rank, world, lock):
             os.makedirs(args.sample_dir, exist_ok=True)
             lock.acquire()
             if not args.overwrite:  # again under the lock: another run may have written meanwhile
-                sampling.check_folder(args.sample_dir, params)
+                sample_folder.check_folder(args.sample_dir, params)
         except ConfigError as exc:
             error = exc
-    agree_on_error(error)
+    folders.agree_on_error(error)
     if rank == 0:
         if args.overwrite:
-            sampling.clear_folder(args.sample_dir)
-        sampling.write_manifest(args.sample_dir, manifest)
+            sample_folder.clear_folder(args.sample_dir)
+        sample_folder.write_manifest(args.sample_dir, manifest)
     dist_util.barrier()
     load_s = time.perf_counter() - started
 
@@ -243,12 +228,12 @@ def _sample(args, started, device, rank, world, lock):
     calls = [] if args.call_log else None
     steps = manifest["steps"]
     if sel is None:
-        todo = sampling.missing_indices(args.sample_dir, range(rank, num_samples, world))
+        todo = sample_folder.missing_indices(args.sample_dir, range(rank, num_samples, world))
         total_todo = sum(dist_util.all_gather_object(len(todo)))
         what = f"{total_todo} of {num_samples} samples to generate ({num_samples - total_todo} already complete)"
     else:  # kept samples that are missing are regenerated from their seeds first
         kept = [j for j, _ in sel.kept]
-        todo = sampling.missing_indices(args.sample_dir, range(rank, len(kept), world))
+        todo = sample_folder.missing_indices(args.sample_dir, range(rank, len(kept), world))
         total_todo = sum(dist_util.all_gather_object(len(todo)))
         what = (
             f"--keep {args.keep}: {len(kept)} of {num_samples} samples kept so far, {total_todo} of them "
@@ -264,11 +249,13 @@ def _sample(args, started, device, rank, world, lock):
     gen_started = time.perf_counter()
     if sel is None:
         for batch, x in sampling.generate(pair, todo, call_log=calls, **kw):
-            sampling.write_samples(args.sample_dir, batch, x, pair.num_defect)
+            sample_folder.write_samples(args.sample_dir, batch, x, pair.num_defect)
     else:
         output = {kept[i]: i for i in todo}
         for batch, x in sampling.generate(pair, [kept[i] for i in todo], call_log=calls, **kw):
-            sampling.write_samples(args.sample_dir, [output[j] for j in batch], x, pair.num_defect)
+            sample_folder.write_samples(
+                args.sample_dir, [output[j] for j in batch], x, pair.num_defect
+            )
         todo = todo + _select(args, pair, sel, manifest, plan, calls, kw, rank, world, num_samples)
     dist_util.barrier()
     generate_s = time.perf_counter() - gen_started
@@ -277,9 +264,9 @@ def _sample(args, started, device, rank, world, lock):
 
     if rank == 0:
         indices = list(range(num_samples))
-        stats = sampling.folder_mask_stats(args.sample_dir, indices, pair.num_defect)
-        sampling.write_grid(args.sample_dir, indices, pair.num_defect)
-        timing = sampling.timing_record(load_s, generate_s, len(generated))
+        stats = sample_folder.folder_mask_stats(args.sample_dir, indices, pair.num_defect)
+        sample_folder.write_grid(args.sample_dir, indices, pair.num_defect)
+        timing = sample_folder.timing_record(load_s, generate_s, len(generated))
         manifest.update(
             status="complete", timing=timing, generated_mask_stats=stats,
             last_run={"generated": generated, "skipped": num_samples - len(generated)},
@@ -287,7 +274,7 @@ def _sample(args, started, device, rank, world, lock):
         inside = _relative_inside(args.call_log, args.sample_dir) if args.call_log else None
         if inside:  # the tool wrote it: a later --overwrite may remove it
             manifest["files"] = [inside]
-        sampling.write_manifest(args.sample_dir, manifest)
+        sample_folder.write_manifest(args.sample_dir, manifest)
         if args.call_log:
             lines = [
                 json.dumps({"rank": r, **call}) for r, part in enumerate(all_calls) for call in part
@@ -304,7 +291,7 @@ def _sample(args, started, device, rank, world, lock):
             f"done: {len(generated)} samples generated in {generate_s:.1f} s ({rate}, {world} process(es)), "
             f"{num_samples - len(generated)} kept{chosen}; loading took {load_s:.1f} s; "
             f"folder {args.sample_dir}\n"
-            + sampling.format_stats_table(pair.classes, stats, training),
+            + sample_folder.format_stats_table(pair.classes, stats, training),
             flush=True,
         )
     dist_util.cleanup()
@@ -341,17 +328,17 @@ def _select(args, pair, sel, manifest, plan, calls, kw, rank, world, num_samples
         for j in block:
             i = sel.offer(j, found[j])
             if i is not None and j in mine:
-                sampling.write_samples(args.sample_dir, [i], mine[j], pair.num_defect)
+                sample_folder.write_samples(args.sample_dir, [i], mine[j], pair.num_defect)
                 written.append(i)
         manifest["selection"] = sel.record(_records(plan, sel))
         if rank == 0:  # progress, so that a killed run resumes from here
-            sampling.write_manifest(args.sample_dir, manifest)
+            sample_folder.write_manifest(args.sample_dir, manifest)
     return written
 
 
 def _manifest_or_none(sample_dir):
     try:
-        return sampling.read_manifest(sample_dir)
+        return sample_folder.read_manifest(sample_dir)
     except ConfigError:
         return None
 

@@ -9,7 +9,6 @@ Overrides may stand anywhere on the command line. Channels set to `auto` follow 
 without --num_defect or data.params.num_defect, K is the number of classes the dataset shows.
 """
 
-import argparse
 import sys
 
 import blobfile as bf
@@ -17,7 +16,7 @@ import torch
 
 from .. import dist_util
 from ..checkpoints import latest_checkpoint, read_checkpoint
-from ..cli import run_cli, str2bool
+from ..cli import add_device_argument, make_parser, run_cli, start_processes, str2bool
 from ..config import (
     ConfigError,
     build_diffusion,
@@ -38,16 +37,13 @@ from ..folders import (
     remove_stale_temp_files,
 )
 from ..image_datasets import DEFAULT_CROP_RANDOM, load_data
-from ..logger import configure_logging
 from ..masks import mask_statistics
 from ..nn import count_parameters
 from ..train_util import TrainLoop
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = make_parser(__doc__)
     parser.add_argument("--config", required=True, help="YAML config (ours or the release's)")
     parser.add_argument("--work_dir", required=True, help="run folder: checkpoints, logs, previews")
     parser.add_argument("--data_dir", help="dataset folder (overrides data.params.dir)")
@@ -61,11 +57,7 @@ def parse_args(argv):
         "--seperate_channel_loss", "--separate_channel_loss", dest="seperate_channel_loss", type=str2bool,
         help="1: MSE on RGB + 0.2 x cross-entropy on the mask channels (x0 only)",
     )  # fmt: skip
-    parser.add_argument(
-        "--device",
-        default=None,
-        help="auto, cpu, cuda, cuda:N or gpu (default: cuda when available)",
-    )
+    add_device_argument(parser)
     parser.add_argument(
         "--allow_config_change", action="store_true",
         help="resume although model-independent training settings (optimizer, diffusion, data, EMA...) "
@@ -112,9 +104,7 @@ def check_resume(ckpt, resume, cfg, classes, allow):
 
 def main(argv=None):
     args = parse_args(argv)
-    device = dist_util.setup_dist(args.device)
-    rank, world = dist_util.get_rank(), dist_util.get_world_size()
-    configure_logging(rank)
+    device, rank, world = start_processes(args.device)
 
     overrides = list(args.overrides)
     if args.data_dir:

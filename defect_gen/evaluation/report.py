@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from defect_gen.evaluation import figure
+from defect_gen.fileio import atomic_write_text, write_png
 
 
 def to_jsonable(obj):
@@ -417,16 +418,7 @@ def write_report(result, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     report = to_jsonable(result.report)
     paths = {name: os.path.join(out_dir, f"report.{name}") for name in ("json", "md", "png")}
-    _atomic_write_text(paths["json"], json.dumps(report, indent=1, allow_nan=False) + "\n")
-    _atomic_write_text(paths["md"], render_markdown(report))
-    tmp = paths["png"] + ".tmp.png"
-    render_figure(result).save(tmp)
-    os.replace(tmp, paths["png"])
+    atomic_write_text(paths["json"], json.dumps(report, indent=1, allow_nan=False) + "\n")
+    atomic_write_text(paths["md"], render_markdown(report))
+    write_png(paths["png"], render_figure(result))
     return paths
-
-
-def _atomic_write_text(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)

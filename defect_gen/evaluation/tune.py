@@ -20,6 +20,7 @@ import numpy as np
 from defect_gen.evaluation.data import EvaluationError
 from defect_gen.evaluation.metrics import nanmean_or_nan
 from defect_gen.evaluation.segtrain import class_weights, train_and_score
+from defect_gen.fileio import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -131,11 +132,11 @@ def _flag(value):
 
 def write_tuning(record, out_dir):
     """Write tune.json and tune.md; give their paths."""
-    from defect_gen.evaluation.report import _atomic_write_text, to_jsonable
+    from defect_gen.evaluation.report import to_jsonable
 
     os.makedirs(out_dir, exist_ok=True)
     paths = {n: os.path.join(out_dir, f"tune.{n}") for n in ("json", "md")}
-    _atomic_write_text(paths["json"], json.dumps(to_jsonable(record), indent=1) + "\n")
+    atomic_write_text(paths["json"], json.dumps(to_jsonable(record), indent=1) + "\n")
     keys = list(record["grid"])
     lines = [
         "# Segmenter tuning (cross-validation over the training pairs)",
@@ -153,5 +154,5 @@ def write_tuning(record, out_dir):
         cells += [f"{s:.4f}" for s in c["fold_scores"]]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"Best: `{record['flags']}`", ""]
-    _atomic_write_text(paths["md"], "\n".join(lines))
+    atomic_write_text(paths["md"], "\n".join(lines))
     return paths
