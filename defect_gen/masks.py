@@ -224,17 +224,22 @@ class MaskPriorCorrection(torch.nn.Module):
 
     :param model: called as model(x_t, t, **kwargs), output [N x (3 + K + 1) x H x W] with mask logits.
     :param weights: the K + 1 class weights of the training loss (background first), all > 0.
+    :param strength: the share of log w_k removed: 1 undoes the bias fully, 0 leaves the logits as
+        trained; in between, the classes keep part of their weight (w_k ** (1 - strength)).
     """
 
-    def __init__(self, model, weights):
+    def __init__(self, model, weights, strength=1.0):
         super().__init__()
         weights = torch.as_tensor(weights, dtype=torch.float32)
         if weights.dim() != 1 or not bool((weights > 0).all()):
             raise ValueError(
                 f"class weights must be a list of positive numbers, got {weights.tolist()}"
             )
+        if not 0 <= strength <= 1:
+            raise ValueError(f"strength must lie in [0, 1], got {strength}")
         self.model = model
-        self.register_buffer("offset", -torch.log(weights).view(1, -1, 1, 1), persistent=False)
+        offset = -float(strength) * torch.log(weights)
+        self.register_buffer("offset", offset.view(1, -1, 1, 1), persistent=False)
 
     def forward(self, x, t, **kwargs):
         out = self.model(x, t, **kwargs)

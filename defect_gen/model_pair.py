@@ -18,7 +18,7 @@ from .checkpoints import resolve_checkpoint
 from .config import ConfigError, build_diffusion, build_model, model_kind, read_yaml, resolve
 from .errors import first_line
 from .fileio import CheckpointError, load_torch
-from .masks import num_channels
+from .masks import MaskPriorCorrection, num_channels
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,9 @@ class LoadedModel:
     data_stats: Optional[dict]
     weights: str  # "ema" or "model"
     num_bytes: Optional[int]
+    prior_correction: Optional[list] = (
+        None  # the class weights whose bias the model's output undoes
+    )
 
     @property
     def channels(self):
@@ -79,12 +82,19 @@ def _state_dict_mismatch(model, state):
     return "; ".join(parts)
 
 
-def load_model(path, kind, *, config_path=None, use_ema=True, device="cpu"):
+def load_model(
+    path, kind, *, config_path=None, use_ema=True, class_weight_correction=1.0, device="cpu"
+):
     """
     Give a LoadedModel: the checkpoint's EMA (or raw) weights in the model its config describes, in eval mode.
 
     Our checkpoints carry their config; the release's (`{model, ema, optimizer}` only) need `config_path`,
     its YAML. Weights load with ``strict=True``.
+
+    :param class_weight_correction: a share in [0, 1]. A model trained with a class-weighted
+        cross-entropy mask loss (``train.mask_class_weight_power`` > 0) in the consistent mask mode
+        comes wrapped in :class:`~defect_gen.masks.MaskPriorCorrection` with this strength, so that its
+        masks are not inflated by the weights (1: the full logit adjustment; 0: the output as trained).
 
     :param path: a checkpoint file, a `checkpoints/latest` pointer or a run folder.
     :param kind: "large" or "small": what the caller uses the model as; another kind is an error.
@@ -137,6 +147,9 @@ def load_model(path, kind, *, config_path=None, use_ema=True, device="cpu"):
         raise CheckpointError(
             f"{path}: cannot load its '{key}' weights ({first_line(exc)})"
         ) from None
+    correction = _prior_correction(ckpt, cfg, path, class_weight_correction)
+    if correction is not None:
+        model = MaskPriorCorrection(model, correction, class_weight_correction)
     model.to(device).eval().requires_grad_(False)
     try:
         num_bytes = int(bf.stat(path).size)
@@ -147,7 +160,34 @@ def load_model(path, kind, *, config_path=None, use_ema=True, device="cpu"):
         path=path, kind=kind, model=model, cfg=cfg, config_source=source,
         step=int(step) if step is not None else None, classes=ckpt.get("classes"),
         data_stats=ckpt.get("data_stats"), weights=key, num_bytes=num_bytes,
+        prior_correction=correction,
     )  # fmt: skip
+
+
+def _prior_correction(ckpt, cfg, path, strength):
+    """Give the class weights whose bias to undo for a checkpoint (None: nothing to undo)."""
+    if not 0 <= strength <= 1:
+        raise ConfigError(f"--class_weight_correction must lie in [0, 1], got {strength}")
+    weights = ckpt.get("mask_class_weights")
+    if strength == 0 or not weights or all(w == 1 for w in weights):
+        return None
+    logits = cfg["diffusion"]["params"]["mask_mode"] == "consistent" and cfg["train"].get(
+        "seperate_channel_loss"
+    )
+    if not logits:
+        # Without cross-entropy logits there is no calibrated prior to restore: sample as trained.
+        logger.warning(
+            "%s: trained with class weights but its mask outputs are not cross-entropy logits read "
+            "in the consistent mask mode; sampling without --class_weight_correction",
+            path,
+        )
+        return None
+    weights = [float(w) for w in weights]
+    logger.info(
+        "%s: trained with class weights %s; its mask logits are corrected by -%g x log(weight) "
+        "(--class_weight_correction 0 samples as trained)", path, weights, strength,
+    )  # fmt: skip
+    return weights
 
 
 @dataclass
@@ -214,15 +254,12 @@ def check_compatible(large, small, *, num_defect=None):
 
 def load_pair(
     large_path, small_path, *, large_config=None, small_config=None, use_ema=True, num_defect=None,
-    device="cpu",
+    class_weight_correction=1.0, device="cpu",
 ):  # fmt: skip
     """Give the ModelPair of two checkpoints after checking that they fit together."""
-    large = load_model(
-        large_path, "large", config_path=large_config, use_ema=use_ema, device=device
-    )
-    small = load_model(
-        small_path, "small", config_path=small_config, use_ema=use_ema, device=device
-    )
+    options = dict(use_ema=use_ema, class_weight_correction=class_weight_correction, device=device)
+    large = load_model(large_path, "large", config_path=large_config, **options)
+    small = load_model(small_path, "small", config_path=small_config, **options)
     check_compatible(large, small, num_defect=num_defect)
     if small.resolution != large.resolution:
         logger.warning(

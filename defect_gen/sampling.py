@@ -35,7 +35,7 @@ def normalise_respacing(num_timesteps, timestep_respacing):
 
 def generation_params(
     pair, *, switch_t, sampler="cold", timestep_respacing="", eta=0.0, seed=0, use_ema=True,
-    precision="fp32",
+    precision="fp32", class_weight_correction=1.0,
 ):  # fmt: skip
     """
     Give the parameters that decide every sample's content (a JSON-ready dict).
@@ -72,7 +72,16 @@ def generation_params(
         "resolution": int(pair.resolution),
         "num_defect": int(pair.num_defect),
         "num_timesteps": int(T),
+        **_correction_record(pair, class_weight_correction),
     }
+
+
+def _correction_record(pair, strength):
+    """The class weights whose bias each model's output undoes; nothing when neither does (as before)."""
+    weights = {m.kind: m.prior_correction for m in (pair.large, pair.small)}
+    if not any(weights.values()):
+        return {}
+    return {"class_weight_correction": {"strength": float(strength), **weights}}
 
 
 def steps_record(num_timesteps, switch_t, timestep_respacing):

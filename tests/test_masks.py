@@ -103,11 +103,17 @@ def test_prior_correction_recovers_the_class_probabilities_a_weighted_cross_entr
     out = masks.MaskPriorCorrection(Constant(), w)(None, None)
     assert torch.equal(out[:, :3], torch.full((1, 3, 1, 1), 0.25))
     assert torch.allclose(torch.softmax(out[0, 3:, 0, 0], 0), p, atol=1e-4)
+    # Half strength: the classes keep the square root of their weights.
+    half = masks.MaskPriorCorrection(Constant(), w, strength=0.5)(None, None)
+    expected = w.sqrt() * p / (w.sqrt() * p).sum()
+    assert torch.allclose(torch.softmax(half[0, 3:, 0, 0], 0), expected, atol=1e-4)
 
 
 def test_prior_correction_refuses_weights_that_do_not_fit():
     with pytest.raises(ValueError, match="positive"):
         masks.MaskPriorCorrection(torch.nn.Identity(), [1.0, 0.0])
+    with pytest.raises(ValueError, match="strength"):
+        masks.MaskPriorCorrection(torch.nn.Identity(), [1.0, 2.0], strength=1.5)
 
     class Out(torch.nn.Module):
         def forward(self, x, t):

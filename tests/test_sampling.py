@@ -517,3 +517,59 @@ def test_switch_sweep_png(ckpts, tmp_path):
     )
     x0, y0 = left + pad + (cell + pad), top + pad
     np.testing.assert_array_equal(figure[y0 : y0 + cell : 6, x0 : x0 + cell : 6], tile)
+
+
+# ------------------------------------------------------------------------------------------------
+# --class_weight_correction
+
+
+def _weighted_checkpoint(path, tmp_path, weights, mask_mode="consistent"):
+    """A copy of `path` that says it was trained with a class-weighted cross-entropy mask loss."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt["config"]["diffusion"]["params"]["mask_mode"] = mask_mode
+    ckpt["config"]["train"]["seperate_channel_loss"] = True
+    ckpt["mask_class_weights"] = weights
+    out = tmp_path / f"weighted_{Path(path).parents[1].name}.pt"
+    save_torch(ckpt, out)
+    return str(out)
+
+
+def test_class_weight_correction_subtracts_log_weights_from_the_mask_logits(ckpts, tmp_path):
+    from defect_gen.model_pair import load_model
+
+    weights = [1.0, 20.0, 4.0, 2.0, 8.0]
+    path = _weighted_checkpoint(ckpts["large"], tmp_path, weights)
+    corrected = load_model(path, "large")
+    plain = load_model(path, "large", class_weight_correction=0)
+    assert corrected.prior_correction == weights and plain.prior_correction is None
+    x = torch.randn(2, 3 + K + 1, RES, RES, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([10, 900])
+    out, ref = corrected.model(x, t), plain.model(x, t)
+    assert torch.equal(out[:, :3], ref[:, :3])
+    expected = ref[:, 3:] - torch.log(torch.tensor(weights)).view(1, -1, 1, 1)
+    assert torch.allclose(out[:, 3:], expected, atol=1e-6)
+    # Nothing to correct: no weights, or outputs that are not cross-entropy logits.
+    assert load_model(ckpts["large"], "large").prior_correction is None
+    faithful = _weighted_checkpoint(ckpts["large"], tmp_path / "f", weights, "faithful")
+    assert load_model(faithful, "large").prior_correction is None
+
+
+def test_class_weight_correction_is_part_of_the_folder_parameters(ckpts, tmp_path, capsys):
+    weights = [1.0, 20.0, 4.0, 2.0, 8.0]
+    pair = {k: _weighted_checkpoint(ckpts[k], tmp_path, weights) for k in ("large", "small")}
+    out = tmp_path / "s"
+    run_cli(SAMPLE.main, sample_argv(pair, out, n=2))
+    params = sample_folder.read_manifest(out)["generation"]
+    assert params["class_weight_correction"] == {
+        "strength": 1.0,
+        "large": weights,
+        "small": weights,
+    }
+    before = snapshot(out)
+    code, err = run_error(sample_argv(pair, out, "--class_weight_correction", "0.5", n=2), capsys)
+    assert code != 0 and len(err) == 1 and "class_weight_correction" in err[0], err
+    assert snapshot(out) == before
+    # Unweighted models keep the parameters they always had: old folders resume.
+    plain = tmp_path / "plain"
+    run_cli(SAMPLE.main, sample_argv(ckpts, plain, n=1))
+    assert "class_weight_correction" not in sample_folder.read_manifest(plain)["generation"]

@@ -64,6 +64,14 @@ def parse_args(argv):
     p.add_argument(
         "--use_ema", type=str2bool, default=True, help="EMA weights (default) or raw ones"
     )
+    p.add_argument(
+        "--class_weight_correction",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="for models trained with a class-weighted mask loss: remove S x log(weight) from their "
+        "mask logits, so that the weights do not inflate the masks (1: fully, 0: sample as trained)",
+    )
     p.add_argument("--precision", choices=tuple(AUTOCAST_DTYPES), default="fp32")
     p.add_argument(
         "--large_recep_config", help="YAML of the large model (needed for release checkpoints)"
@@ -144,7 +152,7 @@ def _sample(args, started, device, rank, world, lock):
     pair = load_pair(
         args.large_recep, args.small_recep, large_config=args.large_recep_config,
         small_config=args.small_recep_config, use_ema=args.use_ema, num_defect=args.num_defect,
-        device=device,
+        class_weight_correction=args.class_weight_correction, device=device,
     )  # fmt: skip
     plan = conditioning.build_plan(
         pair, mode=args.mode, mask_source=args.mask_source, masks=args.masks,
@@ -173,6 +181,7 @@ def _sample(args, started, device, rank, world, lock):
         pair, switch_t=args.step_inference, sampler=args.sampler,
         timestep_respacing=args.timestep_respacing, eta=args.eta, seed=args.seed,
         use_ema=args.use_ema, precision=args.precision,
+        class_weight_correction=args.class_weight_correction,
     )  # fmt: skip
     if plan is not None:  # the joint mode's parameters stay as they were
         params.update(plan.params)
