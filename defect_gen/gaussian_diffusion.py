@@ -144,6 +144,11 @@ class GaussianDiffusion:
         self.sqrt_alphas_cumprod = np.sqrt(self.alphas_cumprod)
         self.sqrt_one_minus_alphas_cumprod = np.sqrt(1.0 - self.alphas_cumprod)
 
+    @property
+    def mask_logits(self):
+        """Whether the sampler reads the model's mask outputs as cross-entropy logits (consistent mode)."""
+        return self.mask_mode == "consistent" and self.seperate_channel_loss
+
     def alpha_bar(self, t):
         """Give alphas_cumprod at original timestep t as a float64; t = -1 (after the last step) gives 1."""
         return 1.0 if t < 0 else float(self.alphas_cumprod[t])
@@ -232,7 +237,7 @@ class GaussianDiffusion:
         their softmax (class probabilities, in [0, 1] like the one-hot data) is its x0 mask. Otherwise
         the output is returned as it is.
         """
-        if self.mask_mode == "consistent" and self.seperate_channel_loss:
+        if self.mask_logits:
             rgb, logits = model_out[:, :RGB_CHANNELS], model_out[:, RGB_CHANNELS:]
             return torch.cat([rgb, torch.softmax(logits.float(), dim=1).to(rgb.dtype)], dim=1)
         return model_out

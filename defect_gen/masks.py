@@ -10,6 +10,12 @@ import torch
 
 RGB_CHANNELS = 3
 
+# The share of log(class weight) removed from a class-weighted model's mask logits when sampling
+# (MaskPriorCorrection). 1 would give calibrated per-pixel probabilities, but sampling decodes the
+# uncertain early predictions towards background and draws too few, too small defects; on the
+# magnetic-tile recipe 0.5 came closest to the training masks' shares and areas (docs/results.md).
+DEFAULT_CLASS_WEIGHT_CORRECTION = 0.5
+
 # The release's colours for classes 0..10 (scripts/convert_to_color.py), as RGB written through PIL.
 RELEASE_PALETTE = (
     (0, 0, 0),

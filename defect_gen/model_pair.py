@@ -18,7 +18,7 @@ from .checkpoints import resolve_checkpoint
 from .config import ConfigError, build_diffusion, build_model, model_kind, read_yaml, resolve
 from .errors import first_line
 from .fileio import CheckpointError, load_torch
-from .masks import MaskPriorCorrection, num_channels
+from .masks import DEFAULT_CLASS_WEIGHT_CORRECTION, MaskPriorCorrection, num_channels
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,13 @@ def _state_dict_mismatch(model, state):
 
 
 def load_model(
-    path, kind, *, config_path=None, use_ema=True, class_weight_correction=1.0, device="cpu"
+    path,
+    kind,
+    *,
+    config_path=None,
+    use_ema=True,
+    class_weight_correction=DEFAULT_CLASS_WEIGHT_CORRECTION,
+    device="cpu",
 ):
     """
     Give a LoadedModel: the checkpoint's EMA (or raw) weights in the model its config describes, in eval mode.
@@ -171,10 +177,7 @@ def _prior_correction(ckpt, cfg, path, strength):
     weights = ckpt.get("mask_class_weights")
     if strength == 0 or not weights or all(w == 1 for w in weights):
         return None
-    logits = cfg["diffusion"]["params"]["mask_mode"] == "consistent" and cfg["train"].get(
-        "seperate_channel_loss"
-    )
-    if not logits:
+    if not build_diffusion(cfg).mask_logits:
         # Without cross-entropy logits there is no calibrated prior to restore: sample as trained.
         logger.warning(
             "%s: trained with class weights but its mask outputs are not cross-entropy logits read "
@@ -254,7 +257,7 @@ def check_compatible(large, small, *, num_defect=None):
 
 def load_pair(
     large_path, small_path, *, large_config=None, small_config=None, use_ema=True, num_defect=None,
-    class_weight_correction=1.0, device="cpu",
+    class_weight_correction=DEFAULT_CLASS_WEIGHT_CORRECTION, device="cpu",
 ):  # fmt: skip
     """Give the ModelPair of two checkpoints after checking that they fit together."""
     options = dict(use_ema=use_ema, class_weight_correction=class_weight_correction, device=device)

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from .conditioning import known_generator
 from .config import ConfigError
-from .masks import decode, split, to_uint8_rgb
+from .masks import DEFAULT_CLASS_WEIGHT_CORRECTION, decode, split, to_uint8_rgb
 from .precision import AUTOCAST_DTYPES
 from .respace import sampling_timesteps
 from .two_stage import sample_two_stage, stage_timesteps
@@ -35,7 +35,7 @@ def normalise_respacing(num_timesteps, timestep_respacing):
 
 def generation_params(
     pair, *, switch_t, sampler="cold", timestep_respacing="", eta=0.0, seed=0, use_ema=True,
-    precision="fp32", class_weight_correction=1.0,
+    precision="fp32", class_weight_correction=DEFAULT_CLASS_WEIGHT_CORRECTION,
 ):  # fmt: skip
     """
     Give the parameters that decide every sample's content (a JSON-ready dict).

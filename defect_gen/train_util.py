@@ -32,7 +32,15 @@ from .config import model_kind
 from .errors import TrainingError, first_line
 from .fileio import CheckpointError, write_png
 from .image_datasets import mask_class_weights
-from .masks import decode, make_grid, overlay, split, to_uint8_rgb
+from .masks import (
+    DEFAULT_CLASS_WEIGHT_CORRECTION,
+    MaskPriorCorrection,
+    decode,
+    make_grid,
+    overlay,
+    split,
+    to_uint8_rgb,
+)
 from .nn import update_ema
 from .precision import AUTOCAST_DTYPES
 from .two_stage import sample_two_stage
@@ -327,8 +335,14 @@ class TrainLoop:
         res = self.cfg["data"]["params"]["resolution"]
         channels = self.cfg["model"]["params"]["in_channels"]
         gens = [torch.Generator().manual_seed(i) for i in range(n)]  # same noise at every preview
+        model = self.ema
+        if self.mask_class_weights is not None and self.diffusion.mask_logits:
+            # As scripts/sample.py draws them by default (see masks.MaskPriorCorrection).
+            model = MaskPriorCorrection(
+                self.ema, self.mask_class_weights, DEFAULT_CLASS_WEIGHT_CORRECTION
+            ).to(self.device)
         x = sample_two_stage(
-            self.diffusion, self.ema, self.ema, (n, channels, res, res), 0,
+            self.diffusion, model, model, (n, channels, res, res), 0,
             timestep_respacing=self.train_cfg["preview_respacing"], generator=gens,
             autocast_dtype=self.autocast_dtype,
         )  # fmt: skip

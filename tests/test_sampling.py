@@ -539,7 +539,7 @@ def test_class_weight_correction_subtracts_log_weights_from_the_mask_logits(ckpt
 
     weights = [1.0, 20.0, 4.0, 2.0, 8.0]
     path = _weighted_checkpoint(ckpts["large"], tmp_path, weights)
-    corrected = load_model(path, "large")
+    corrected = load_model(path, "large", class_weight_correction=1.0)
     plain = load_model(path, "large", class_weight_correction=0)
     assert corrected.prior_correction == weights and plain.prior_correction is None
     x = torch.randn(2, 3 + K + 1, RES, RES, generator=torch.Generator().manual_seed(0))
@@ -561,12 +561,12 @@ def test_class_weight_correction_is_part_of_the_folder_parameters(ckpts, tmp_pat
     run_cli(SAMPLE.main, sample_argv(pair, out, n=2))
     params = sample_folder.read_manifest(out)["generation"]
     assert params["class_weight_correction"] == {
-        "strength": 1.0,
+        "strength": 0.5,
         "large": weights,
         "small": weights,
     }
     before = snapshot(out)
-    code, err = run_error(sample_argv(pair, out, "--class_weight_correction", "0.5", n=2), capsys)
+    code, err = run_error(sample_argv(pair, out, "--class_weight_correction", "1", n=2), capsys)
     assert code != 0 and len(err) == 1 and "class_weight_correction" in err[0], err
     assert snapshot(out) == before
     # Unweighted models keep the parameters they always had: old folders resume.

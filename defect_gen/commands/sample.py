@@ -29,6 +29,7 @@ from .. import conditioning, dist_util, folders, sample_folder, sampling, select
 from ..cli import add_device_argument, make_parser, run_cli, start_processes, str2bool
 from ..config import ConfigError
 from ..fileio import atomic_write_text
+from ..masks import DEFAULT_CLASS_WEIGHT_CORRECTION
 from ..model_pair import load_pair
 from ..precision import AUTOCAST_DTYPES
 
@@ -67,10 +68,11 @@ def parse_args(argv):
     p.add_argument(
         "--class_weight_correction",
         type=float,
-        default=1.0,
+        default=DEFAULT_CLASS_WEIGHT_CORRECTION,
         metavar="S",
         help="for models trained with a class-weighted mask loss: remove S x log(weight) from their "
-        "mask logits, so that the weights do not inflate the masks (1: fully, 0: sample as trained)",
+        "mask logits, so that the weights do not inflate the masks (1: fully, 0: sample as trained; "
+        "default %(default)s)",
     )
     p.add_argument("--precision", choices=tuple(AUTOCAST_DTYPES), default="fp32")
     p.add_argument(
