@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 
 import blobfile as bf
 import numpy as np
-from PIL import Image
 
 from defect_gen.dataset_files import DatasetError, _open, _to_rgb, _try_inspect_pair, read_pair
+from defect_gen.fileio import write_png
 
 logger = logging.getLogger(__name__)
 
@@ -455,8 +455,5 @@ def write_official(index, out_dir):
             ("test", rgb),
             ("converted_ground_truth", index_map.astype(np.uint8)),
         ):
-            path = bf.join(out_dir, folder, pair.defect_type, stem + ".png")
-            bf.makedirs(bf.dirname(path))
-            with bf.BlobFile(path, "wb") as f:
-                Image.fromarray(array).save(f, format="PNG")
+            write_png(bf.join(out_dir, folder, pair.defect_type, stem + ".png"), array)
     return len(index.pairs)

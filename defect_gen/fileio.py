@@ -5,7 +5,9 @@ with clear errors.
 Paths go through blobfile, so they may be local or bucket URLs. Locally a file is written to a temporary
 name in the same folder and renamed over the target; on object stores an upload becomes visible only when
 complete, which gives the same guarantee. Every PNG the library writes (samples, grids, previews, figures,
-reports) goes through :func:`write_png`; input datasets are read by image_datasets with their own checks.
+reports, toy datasets, official-layout copies) goes through :func:`write_png`, and the evaluation reads
+its synthetic folders with :func:`read_png`; input datasets (any image format) are read by
+dataset_files and the evaluation guard with their own checks.
 """
 
 import io

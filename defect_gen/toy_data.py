@@ -27,7 +27,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+
+from defect_gen.fileio import write_png
 
 logger = logging.getLogger(__name__)
 
@@ -184,21 +185,19 @@ def write_dataset(
                 surface=surface,
                 multi_defect_p=multi_defect_p,
             )
-            Image.fromarray(rgb).save(img_dir / f"{i:03d}.png")
+            write_png(img_dir / f"{i:03d}.png", rgb)
             if layout == "official":
-                Image.fromarray(index).save(mask_dir / f"{i:03d}.png")
+                write_png(mask_dir / f"{i:03d}.png", index)
             else:
                 binary = np.where(index == cls_id, 255, 0).astype(np.uint8)
-                Image.fromarray(binary).save(mask_dir / f"{i:03d}_mask.png")
+                write_png(mask_dir / f"{i:03d}_mask.png", binary)
     if layout == "mvtec":
         good_dir = out_dir / "train" / "good"
         good_dir.mkdir(parents=True, exist_ok=True)
         for i in range(num_good):
             rng = np.random.default_rng([seed, _GOOD_STREAM, i])
             surface = surfaces[rng.integers(len(surfaces))]
-            Image.fromarray(generate_surface(rng, size=size, surface=surface)).save(
-                good_dir / f"{i:03d}.png"
-            )
+            write_png(good_dir / f"{i:03d}.png", generate_surface(rng, size=size, surface=surface))
     (out_dir / "README.md").write_text(
         _readme(classes, layout, num_per_type, size, seed, surfaces, multi_defect_p, num_good)
     )

@@ -1,6 +1,7 @@
 """Tests of the fair benchmark: guard, selection, equal exposure, intervals, verdicts, tuning."""
 
 import json
+import logging
 import math
 import shutil
 
@@ -51,7 +52,7 @@ def _run_script(tmp_path, capsys, data, synth_dirs, extra=()):
 
 
 @pytest.mark.parametrize("where", ["same folder", "copied folder", "unreadable folder"])
-def test_guard_refuses_a_generator_that_saw_a_validation_image(tmp_path, capsys, where):
+def test_guard_refuses_a_generator_that_saw_a_validation_image(tmp_path, capsys, caplog, where):
     data = write_official_dataset(tmp_path / "data")  # 4 per type; first 2 train, 2 validate
     gen_data = data
     if where == "copied folder":
@@ -67,13 +68,22 @@ def test_guard_refuses_a_generator_that_saw_a_validation_image(tmp_path, capsys,
     code, errors = _run_script(tmp_path, capsys, data, [synth])
     assert code == 2 and len(errors) == 1
     assert str(tmp_path / "gen" / "large_recep.pt") in errors[0]
-    assert "002.png" in errors[0] and "--allow_overlap" in errors[0]
+    assert "002.png" in errors[0] and errors[0].endswith(
+        "pass --allow_overlap to evaluate it anyway"
+    )
     assert not (tmp_path / "out" / "report.json").exists()
 
-    code, errors = _run_script(tmp_path, capsys, data, [synth], ["--allow_overlap"])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="defect_gen.evaluation"):
+        code, errors = _run_script(tmp_path, capsys, data, [synth], ["--allow_overlap"])
     assert code == 0 and not errors
+    warnings = [r.getMessage() for r in caplog.records if "002.png" in r.getMessage()]
+    assert warnings and all(w.startswith("synthetic set synth: ") for w in warnings)
+    allowed = "; the set is evaluated anyway because --allow_overlap was given"
+    assert all(w.endswith(allowed) and "pass --allow_overlap" not in w for w in warnings)
     md = (tmp_path / "out" / "report.md").read_text()
     assert "**Warning (--allow_overlap)**, set synth:" in md and "002.png" in md
+    assert allowed in md and "pass --allow_overlap" not in md
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     seen = [g["reported_images_seen"] for g in report["synthetic"]["synth"]["guard"]["generators"]]
     assert seen == [2, 2]  # 002.png of each type

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import blobfile as bf
 import numpy as np
-from PIL import Image
 
 from defect_gen import dataset_layouts
 from defect_gen.dataset_files import read_pair, resize_pair
+from defect_gen.fileio import read_png
 
 logger = logging.getLogger(__name__)
 
@@ -185,11 +185,8 @@ def load_real_split(
 
 def _read_png(path):
     try:
-        with bf.BlobFile(path, "rb") as f:
-            img = Image.open(f)
-            img.load()
-        return img
-    except (OSError, ValueError) as e:
+        return read_png(path)
+    except (OSError, SyntaxError, ValueError) as e:
         raise EvaluationError(f"{path}: cannot read image ({e})") from None
 
 

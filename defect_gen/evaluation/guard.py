@@ -37,6 +37,19 @@ from defect_gen.fileio import load_torch
 logger = logging.getLogger(__name__)
 
 _HINT = "pass --allow_overlap to evaluate it anyway"
+_ALLOWED = "the set is evaluated anyway because --allow_overlap was given"
+
+
+def allowed_problem(problem):
+    """
+    Give a problem's text as the warning it becomes once --allow_overlap is given: the hint to pass
+    the flag is replaced by the statement that the set is evaluated anyway.
+    """
+    for tail in (f", or {_HINT}", f"; {_HINT}"):
+        if problem.endswith(tail):
+            problem = problem[: -len(tail)]
+            break
+    return f"{problem}; {_ALLOWED}"
 
 
 def _local(path):

@@ -11,7 +11,7 @@ import numpy as np
 from defect_gen.evaluation import fid as fid_lib
 from defect_gen.evaluation import similarity
 from defect_gen.evaluation.data import EvaluationError, load_synthetic
-from defect_gen.evaluation.guard import ValidationIdentity, check_synthetic_set
+from defect_gen.evaluation.guard import ValidationIdentity, allowed_problem, check_synthetic_set
 from defect_gen.evaluation.plan import ratios
 from defect_gen.evaluation.selection import select_synthetic, shortfall_sentences
 from defect_gen.masks import mask_statistics
@@ -40,8 +40,9 @@ def load_sets(config, sets, real, timings):
         )
         if guard["problems"] and not config.allow_overlap:
             raise EvaluationError(guard["problems"][0])
+        guard["problems"] = [allowed_problem(p) for p in guard["problems"]]
         for problem in guard["problems"]:
-            logger.warning("--allow_overlap: %s", problem)
+            logger.warning("synthetic set %s: %s", name, problem)
         selections = {}
         for r in rs:
             want = max(1, int(round(r * len(real.train))))
