@@ -20,26 +20,20 @@ def normalization(channels):
     return GroupNorm32(32, channels)
 
 
+def _by_dims(layers, dims, *args, **kwargs):
+    if dims not in layers:
+        raise ValueError(f"unsupported dimensions: {dims}")
+    return layers[dims](*args, **kwargs)
+
+
 def conv_nd(dims, *args, **kwargs):
     """Give a 1D, 2D or 3D convolution."""
-    if dims == 1:
-        return nn.Conv1d(*args, **kwargs)
-    if dims == 2:
-        return nn.Conv2d(*args, **kwargs)
-    if dims == 3:
-        return nn.Conv3d(*args, **kwargs)
-    raise ValueError(f"unsupported dimensions: {dims}")
+    return _by_dims({1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}, dims, *args, **kwargs)
 
 
 def avg_pool_nd(dims, *args, **kwargs):
     """Give a 1D, 2D or 3D average pooling layer."""
-    if dims == 1:
-        return nn.AvgPool1d(*args, **kwargs)
-    if dims == 2:
-        return nn.AvgPool2d(*args, **kwargs)
-    if dims == 3:
-        return nn.AvgPool3d(*args, **kwargs)
-    raise ValueError(f"unsupported dimensions: {dims}")
+    return _by_dims({1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}, dims, *args, **kwargs)
 
 
 def linear(*args, **kwargs):

@@ -132,23 +132,13 @@ def parse_args(argv=None):
     )
     p.add_argument(
         "--tune_grid",
-        default=None,
         help='settings to try, "key=v1,v2;key=v1,..." over lr, dice_weight, iterations, '
         "batch_size, class_balance (default: the frozen defaults' grid)",
     )
     p.add_argument("--tune_folds", type=int, default=3, help="cross-validation folds for --tune")
     p.add_argument("--num_defect", type=int, default=None, help="number of defect classes K")
-    p.add_argument(
-        "--classes",
-        default=None,
-        help="comma list of defect type names in class order (MVTec layout)",
-    )
-    p.add_argument(
-        "--max_val",
-        type=int,
-        default=None,
-        help="at most this many validation pairs per defect type",
-    )
+    p.add_argument("--classes", help="comma list of defect type names in class order (MVTec)")
+    p.add_argument("--max_val", type=int, help="at most this many validation pairs per defect type")
     p.add_argument("--copy_paste_probability", type=float, default=0.5)
     p.add_argument(
         "--memorisation_threshold",
@@ -158,14 +148,12 @@ def parse_args(argv=None):
     )
     p.add_argument(
         "--inception_weights",
-        default=None,
         help="feature extractor for FID/KID: TorchScript file or FIDInceptionV3 "
         "state_dict (pytorch-fid weights); without it FID/KID are not computed",
     )
     p.add_argument("--inception_size", type=int, default=299, help="extractor input size")
     p.add_argument(
         "--inception_range",
-        default=None,
         choices=["byte", "unit", "signed"],
         help="value range the extractor expects: byte [0,255], unit [0,1], signed "
         "[-1,1] (default: signed for FIDInceptionV3 weights, byte for StyleGAN's "
