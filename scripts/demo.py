@@ -194,15 +194,20 @@ def main(argv=None):
         )
         sys.exit(1)
 
+    where = [
+        (f"{rel(data)}/", "toy dataset (official layout: test/<type>/, converted_ground_truth/<type>/)"),
+        (f"{rel(out / 'large')}/", "large model run: checkpoints/, samples/ (training previews), progress.csv"),
+        (f"{rel(out / 'small')}/", "small model run"),
+        (f"{rel(samples)}/", "generated pairs: images/, masks/ (class index), masks_rgb/, manifest.json"),
+        (rel(out / "grid.png"), "generated images with their masks overlaid"),
+        (f"{rel(inpainted)}/", f"defects inpainted onto toy good images ({rel(good)}/train/good), training masks"),
+        (rel(out / "inpainted_grid.png"), "... with their masks overlaid"),
+    ]  # fmt: skip
+    width = max(len(path) for path, _ in where)
+    table = "\n".join(f"  {path:<{width}}  {what}" for path, what in where)
     print(f"""
 Demo finished in {(time.time() - started) / 60:.1f} min. Where everything is:
-  {rel(data)}/            toy dataset (official layout: test/<type>/, converted_ground_truth/<type>/)
-  {rel(out / 'large')}/           large model run: checkpoints/, samples/ (training previews), progress.csv
-  {rel(out / 'small')}/           small model run
-  {rel(samples)}/         generated pairs: images/, masks/ (class index), masks_rgb/, manifest.json
-  {rel(out / 'grid.png')}     generated images with their masks overlaid
-  {rel(inpainted)}/       defects inpainted onto toy good images ({rel(good)}/train/good), training masks
-  {rel(out / 'inpainted_grid.png')}  ... with their masks overlaid
+{table}
 
 Next, on your own data (see README.md):
   python scripts/prepare_data.py /path/to/dataset
