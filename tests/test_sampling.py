@@ -573,3 +573,8 @@ def test_class_weight_correction_is_part_of_the_folder_parameters(ckpts, tmp_pat
     plain = tmp_path / "plain"
     run_cli(SAMPLE.main, sample_argv(ckpts, plain, n=1))
     assert "class_weight_correction" not in sample_folder.read_manifest(plain)["generation"]
+    # ... and asking them for a correction is refused, not ignored.
+    argv = sample_argv(ckpts, tmp_path / "refused", "--class_weight_correction", "0.5", n=1)
+    code, err = run_error(argv, capsys)
+    assert code != 0 and len(err) == 1 and "has no effect" in err[0], err
+    assert not (tmp_path / "refused" / "images").exists()

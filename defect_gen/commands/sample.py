@@ -68,11 +68,10 @@ def parse_args(argv):
     p.add_argument(
         "--class_weight_correction",
         type=float,
-        default=DEFAULT_CLASS_WEIGHT_CORRECTION,
         metavar="S",
         help="for models trained with a class-weighted mask loss: remove S x log(weight) from their "
         "mask logits, so that the weights do not inflate the masks (1: fully, 0: sample as trained; "
-        "default %(default)s)",
+        f"default {DEFAULT_CLASS_WEIGHT_CORRECTION})",
     )
     p.add_argument("--precision", choices=tuple(AUTOCAST_DTYPES), default="fp32")
     p.add_argument(
@@ -149,13 +148,27 @@ def main(argv=None):
         lock.release()
 
 
+def _correction(args):
+    """The --class_weight_correction strength: the given one, else the default."""
+    given = args.class_weight_correction
+    return DEFAULT_CLASS_WEIGHT_CORRECTION if given is None else given
+
+
 def _sample(args, started, device, rank, world, lock):
 
     pair = load_pair(
         args.large_recep, args.small_recep, large_config=args.large_recep_config,
         small_config=args.small_recep_config, use_ema=args.use_ema, num_defect=args.num_defect,
-        class_weight_correction=args.class_weight_correction, device=device,
+        class_weight_correction=_correction(args), device=device,
     )  # fmt: skip
+    if args.class_weight_correction and not (
+        pair.large.prior_correction or pair.small.prior_correction
+    ):
+        raise ConfigError(
+            "--class_weight_correction has no effect: neither checkpoint was trained with class "
+            "weights on cross-entropy mask logits (train.mask_class_weight_power > 0, mask_mode "
+            "consistent)"
+        )
     plan = conditioning.build_plan(
         pair, mode=args.mode, mask_source=args.mask_source, masks=args.masks,
         good_dir=args.good_dir, data_dir=args.data_dir, band=args.band, per_class=args.per_class,
@@ -183,7 +196,7 @@ def _sample(args, started, device, rank, world, lock):
         pair, switch_t=args.step_inference, sampler=args.sampler,
         timestep_respacing=args.timestep_respacing, eta=args.eta, seed=args.seed,
         use_ema=args.use_ema, precision=args.precision,
-        class_weight_correction=args.class_weight_correction,
+        class_weight_correction=_correction(args),
     )  # fmt: skip
     if plan is not None:  # the joint mode's parameters stay as they were
         params.update(plan.params)
