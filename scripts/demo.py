@@ -199,9 +199,9 @@ def main(argv=None):
         (f"{rel(out / 'large')}/", "large model run: checkpoints/, samples/ (training previews), progress.csv"),
         (f"{rel(out / 'small')}/", "small model run"),
         (f"{rel(samples)}/", "generated pairs: images/, masks/ (class index), masks_rgb/, manifest.json"),
-        (rel(out / "grid.png"), "generated images with their masks overlaid"),
+        (str(rel(out / "grid.png")), "generated images with their masks overlaid"),
         (f"{rel(inpainted)}/", f"defects inpainted onto toy good images ({rel(good)}/train/good), training masks"),
-        (rel(out / "inpainted_grid.png"), "... with their masks overlaid"),
+        (str(rel(out / "inpainted_grid.png")), "... with their masks overlaid"),
     ]  # fmt: skip
     width = max(len(path) for path, _ in where)
     table = "\n".join(f"  {path:<{width}}  {what}" for path, what in where)
