@@ -125,11 +125,8 @@ def parse_args(argv=None):
         default=2000,
         help="bootstrap resamples of the validation images (0: no bootstrap interval)",
     )
-    p.add_argument(
-        "--tune",
-        action="store_true",
-        help="pick segmenter settings by cross-validation over the training pairs and stop",
-    )
+    tune_help = "pick segmenter settings by cross-validation over the training pairs and stop"
+    p.add_argument("--tune", action="store_true", help=tune_help)
     p.add_argument(
         "--tune_grid",
         help='settings to try, "key=v1,v2;key=v1,..." over lr, dice_weight, iterations, '
@@ -140,12 +137,8 @@ def parse_args(argv=None):
     p.add_argument("--classes", help="comma list of defect type names in class order (MVTec)")
     p.add_argument("--max_val", type=int, help="at most this many validation pairs per defect type")
     p.add_argument("--copy_paste_probability", type=float, default=0.5)
-    p.add_argument(
-        "--memorisation_threshold",
-        type=float,
-        default=1.0 / 3.0,
-        help="near-copy when NN distance / median train-NN distance is below this",
-    )
+    near_copy = "near-copy when NN distance / median train-NN distance is below this"
+    p.add_argument("--memorisation_threshold", type=float, default=1.0 / 3.0, help=near_copy)
     p.add_argument(
         "--inception_weights",
         help="feature extractor for FID/KID: TorchScript file or FIDInceptionV3 "
