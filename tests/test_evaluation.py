@@ -24,9 +24,10 @@ from defect_gen.evaluation.metrics import (
 from defect_gen.evaluation.plan import EvalConfig
 from defect_gen.evaluation.report import to_jsonable
 from defect_gen.evaluation.runner import paired_deltas, run_evaluation, summarise
-from defect_gen.evaluation.segnet import SegNet, count_parameters
+from defect_gen.evaluation.segnet import SegNet
 from defect_gen.evaluation.segtrain import TrainSettings, class_weights, train_segmenter
 from defect_gen.masks import mask_statistics
+from defect_gen.nn import count_parameters
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "evaluate.py"

@@ -35,10 +35,11 @@ from defect_gen.evaluation.plan import (
     row_plan,
     synthetic_sets,
 )
-from defect_gen.evaluation.segnet import SegNet, count_parameters
+from defect_gen.evaluation.segnet import SegNet
 from defect_gen.evaluation.segtrain import class_weights, train_and_score
 from defect_gen.evaluation.synthetic_sets import describe_set, load_sets
 from defect_gen.masks import mask_statistics
+from defect_gen.nn import count_parameters
 
 logger = logging.getLogger(__name__)
 

@@ -118,8 +118,3 @@ class SegNet(nn.Module):
             x = block(torch.cat([x, skips.pop()], dim=1))
         x = self.out_proj(F.interpolate(x, scale_factor=2, mode="nearest"))
         return self.out(x + full)[..., :h, :w]
-
-
-def count_parameters(model):
-    """Give the number of trainable parameters of a module."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
