@@ -25,6 +25,37 @@ def load_script(name):
     return module
 
 
+def run_error(main, argv, capsys):
+    """Run a command's `main` in-process as its __main__ does; give (exit code, stderr lines)."""
+    from defect_gen.cli import run_cli
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        run_cli(main, argv)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    return info.value.code, err
+
+
+def assert_one_error(code, err, needles=()):
+    """A user error as the commands report it: exit code 2, one "error: " line holding every needle,
+    no traceback."""
+    assert code == 2
+    errors = [line for line in err if line.startswith("error: ")]
+    assert len(errors) == 1 and not any("Traceback" in line for line in err), err
+    for needle in needles:
+        assert needle in errors[0], (needle, errors[0])
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread: tiny networks gain nothing from threads, and on a busy machine spinning
+    threads cost 10x."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def shared_path(*parts):
     """Give a path inside ../shared, skipping the test when that folder is absent (not a CI condition)."""
     path = SHARED.joinpath(*parts)

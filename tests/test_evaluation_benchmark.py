@@ -7,7 +7,6 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 from conftest import load_script
 from PIL import Image
 from test_evaluation import (
@@ -28,13 +27,7 @@ from defect_gen.evaluation.segtrain import TrainSettings, synthetic_draws, train
 from defect_gen.evaluation.selection import largest_remainder, select_synthetic
 from defect_gen.evaluation.tune import fold_of
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _run_script(tmp_path, capsys, data, synth_dirs, extra=()):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import load_script
+from conftest import assert_one_error, load_script, run_error
 from PIL import Image
 
 from defect_gen import sample_folder, sampling, sweep_figure
@@ -68,15 +68,6 @@ def sample_argv(ckpts, out, *extra, n=N, b=B, switch=400, respacing="10"):
         "--sample_dir", str(out), "--num_samples", str(n), "--batch_size", str(b),
         "--timestep_respacing", respacing, "--device", "cpu", "--no_progress", *extra,
     ]  # fmt: skip
-
-
-def run_error(argv, capsys):
-    """Run sample.py in-process as its __main__ does; give (exit code, stderr lines)."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as info:
-        run_cli(SAMPLE.main, argv)
-    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    return info.value.code, err
 
 
 def snapshot(folder):
@@ -349,12 +340,8 @@ def test_bad_inputs_give_one_error_line_and_leave_samples_untouched(base, ckpts,
         ({}, ["--seed", "1"], [str(out / "manifest.json"), "seed 0 there vs 1 now", "--overwrite"]),
     ]
     for swap, extra, needles in cases:
-        code, err = run_error(sample_argv({**ckpts, **swap}, out, *extra), capsys)
-        assert code == 2
-        errors = [line for line in err if line.startswith("error: ")]
-        assert len(errors) == 1 and not any("Traceback" in line for line in err), err
-        for needle in needles:
-            assert needle in errors[0], (needle, errors[0])
+        code, err = run_error(SAMPLE.main, sample_argv({**ckpts, **swap}, out, *extra), capsys)
+        assert_one_error(code, err, needles)
         assert snapshot(out) == before
 
 
@@ -457,7 +444,7 @@ def test_release_checkpoints_sample_with_their_yaml_and_ema(release, tmp_path, c
     )
     assert snapshot(tmp_path / "raw/images") != snapshot(tmp_path / "ema/images")
     # without its YAML a release checkpoint is refused with the flag to use
-    code, err = run_error(sample_argv(ck, tmp_path / "noyaml", n=1), capsys)
+    code, err = run_error(SAMPLE.main, sample_argv(ck, tmp_path / "noyaml", n=1), capsys)
     assert (
         code == 2
         and err[-1].startswith(f"error: {release['large']}:")
@@ -468,7 +455,7 @@ def test_release_checkpoints_sample_with_their_yaml_and_ema(release, tmp_path, c
     cfg = {**RELEASE_YAML, "model": json.loads(json.dumps(RELEASE_MODELS["large"]))}
     cfg["model"]["params"]["model_channels"] = 64
     wrong.write_text(yaml.safe_dump(cfg))
-    code, err = run_error(sample_argv(ck, tmp_path / "wrong", "--large_recep_config", str(wrong),
+    code, err = run_error(SAMPLE.main, sample_argv(ck, tmp_path / "wrong", "--large_recep_config", str(wrong),
                                       "--small_recep_config", release["small_yaml"], n=1), capsys)  # fmt: skip
     assert (
         code == 2 and release["large"] in err[-1] and str(wrong) in err[-1] and "shape" in err[-1]
@@ -566,7 +553,9 @@ def test_class_weight_correction_is_part_of_the_folder_parameters(ckpts, tmp_pat
         "small": weights,
     }
     before = snapshot(out)
-    code, err = run_error(sample_argv(pair, out, "--class_weight_correction", "1", n=2), capsys)
+    code, err = run_error(
+        SAMPLE.main, sample_argv(pair, out, "--class_weight_correction", "1", n=2), capsys
+    )
     assert code != 0 and len(err) == 1 and "class_weight_correction" in err[0], err
     assert snapshot(out) == before
     # Unweighted models keep the parameters they always had: old folders resume.
@@ -575,6 +564,6 @@ def test_class_weight_correction_is_part_of_the_folder_parameters(ckpts, tmp_pat
     assert "class_weight_correction" not in sample_folder.read_manifest(plain)["generation"]
     # ... and asking them for a correction is refused, not ignored.
     argv = sample_argv(ckpts, tmp_path / "refused", "--class_weight_correction", "0.5", n=1)
-    code, err = run_error(argv, capsys)
+    code, err = run_error(SAMPLE.main, argv, capsys)
     assert code != 0 and len(err) == 1 and "has no effect" in err[0], err
     assert not (tmp_path / "refused" / "images").exists()
