@@ -48,15 +48,21 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from defect_gen.config import ConfigError, build_diffusion, build_model, load_config  # noqa: E402
-from defect_gen.gaussian_diffusion import per_sample_randn  # noqa: E402
-from defect_gen.masks import decode, encode, num_defect_from_channels  # noqa: E402
-from defect_gen.perf import (  # noqa: E402
+from perf import (  # noqa: E402
     flops_per_forward,
     flops_per_train_step,
     randomize_zero_parameters_,
     suggest_batch_size,
 )
+
+from defect_gen.gaussian_diffusion import per_sample_randn  # noqa: E402
+from defect_gen.masks import decode, encode, num_defect_from_channels  # noqa: E402
+from defect_gen.training.config import (
+    ConfigError,
+    build_diffusion,
+    build_model,
+    load_config,
+)  # noqa: E402
 from defect_gen.two_stage import sample_two_stage, stage_timesteps  # noqa: E402
 
 PRESETS = {

@@ -14,7 +14,7 @@ import socket
 import torch
 import torch.distributed as dist
 
-from .config import ConfigError
+from .training.config import ConfigError
 
 logger = logging.getLogger(__name__)
 

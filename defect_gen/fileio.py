@@ -7,7 +7,7 @@ name in the same folder and renamed over the target; on object stores an upload 
 complete, which gives the same guarantee. Every PNG the library writes (samples, grids, previews, figures,
 reports, toy datasets, official-layout copies) goes through :func:`write_png`, and the evaluation reads
 its synthetic folders with :func:`read_png`; input datasets (any image format) are read by
-dataset_files and the evaluation guard with their own checks.
+data.files and the evaluation guard with their own checks.
 """
 
 import io

@@ -17,12 +17,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from defect_gen import conditioning, sampling  # noqa: E402
-from defect_gen.cli import add_device_argument, make_parser, run_cli, start_processes  # noqa: E402
+from defect_gen.commands.cli import (
+    add_device_argument,
+    make_parser,
+    run_cli,
+    start_processes,
+)  # noqa: E402
 from defect_gen.fileio import write_png  # noqa: E402
 from defect_gen.masks import colorize, overlay  # noqa: E402
-from defect_gen.model_pair import load_pair  # noqa: E402
-from defect_gen.sweep_figure import sweep_figure  # noqa: E402
+from defect_gen.sampling import conditioning, generate  # noqa: E402
+from defect_gen.sampling.pair import load_pair  # noqa: E402
+from defect_gen.sampling.sweep import sweep_figure  # noqa: E402
 
 
 def main(argv=None):
@@ -60,12 +65,12 @@ def main(argv=None):
     rows[0] += [np.full_like(good, 255)] * (args.num - len(rows[0]))
     for mode, plan in plans.items():
         row = []
-        for _, x in sampling.generate(
+        for _, x in generate.generate(
             pair, list(range(args.num)), switch_t=args.step_inference, seed=args.seed,
             batch_size=args.num, timestep_respacing=args.timestep_respacing, plan=plan,
             resample=args.resample if plan else 0,
         ):  # fmt: skip
-            images, masks = sampling.to_arrays(x)
+            images, masks = generate.to_arrays(x)
             for image, mask in zip(images, masks):
                 row.append(overlay(image, mask, 0.5, colours) if mode == "joint" else image)
         rows.append(row)

@@ -25,11 +25,11 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from defect_gen.config import build_model, read_yaml, resolve  # noqa: E402
+from defect_gen.data.toy import defect_classes  # noqa: E402
 from defect_gen.fileio import read_png  # noqa: E402
 from defect_gen.patch_unet import receptive_field  # noqa: E402
-from defect_gen.sample_folder import sample_files  # noqa: E402
-from defect_gen.toy_data import defect_classes  # noqa: E402
+from defect_gen.sampling.folder import sample_files  # noqa: E402
+from defect_gen.training.config import build_model, read_yaml, resolve  # noqa: E402
 
 TOY_CLASSES = defect_classes(4)
 NUM_INPAINTED = 4  # one grid row of defects inpainted onto toy good images

@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from defect_gen.toy_data import (  # noqa: E402
+from defect_gen.data.toy import (  # noqa: E402
     DEFAULT_MULTI_DEFECT_P,
     DEFAULT_NUM_DEFECT,
     LAYOUTS,

@@ -13,20 +13,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from defect_gen import dist_util, sampling  # noqa: E402
-from defect_gen.cli import (  # noqa: E402
+from defect_gen import dist_util  # noqa: E402
+from defect_gen.commands.cli import (  # noqa: E402
     add_device_argument,
     make_parser,
     run_cli,
     start_processes,
     str2bool,
 )
-from defect_gen.config import ConfigError  # noqa: E402
 from defect_gen.fileio import write_png  # noqa: E402
 from defect_gen.masks import overlay  # noqa: E402
-from defect_gen.model_pair import load_pair  # noqa: E402
 from defect_gen.precision import AUTOCAST_DTYPES  # noqa: E402
-from defect_gen.sweep_figure import sweep_column_label, sweep_figure  # noqa: E402
+from defect_gen.sampling import generate  # noqa: E402
+from defect_gen.sampling.pair import load_pair  # noqa: E402
+from defect_gen.sampling.sweep import sweep_column_label, sweep_figure  # noqa: E402
+from defect_gen.training.config import ConfigError  # noqa: E402
 
 
 def parse_args(argv):
@@ -42,7 +43,7 @@ def parse_args(argv):
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timestep_respacing", default="50")
-    p.add_argument("--sampler", choices=sampling.SAMPLERS, default="cold")
+    p.add_argument("--sampler", choices=generate.SAMPLERS, default="cold")
     p.add_argument("--eta", type=float, default=0.0)
     p.add_argument("--use_ema", type=str2bool, default=True)
     p.add_argument("--precision", choices=tuple(AUTOCAST_DTYPES), default="fp32")
@@ -67,23 +68,23 @@ def main(argv=None):
     )  # fmt: skip
     columns = []
     for switch_t in steps:
-        params = sampling.generation_params(
+        params = generate.generation_params(
             pair, switch_t=switch_t, sampler=args.sampler, timestep_respacing=args.timestep_respacing,
             eta=args.eta, seed=args.seed, precision=args.precision,
         )  # fmt: skip
         indices = list(range(args.num_seeds))
-        ((_, x),) = sampling.generate(
+        ((_, x),) = generate.generate(
             pair, indices, switch_t=switch_t, seed=args.seed, batch_size=len(indices),
             sampler=args.sampler, timestep_respacing=params["timestep_respacing"], eta=args.eta,
             precision=args.precision,
         )  # fmt: skip
-        images, index_maps = sampling.to_arrays(x)
+        images, index_maps = generate.to_arrays(x)
         columns.append(
             [overlay(im, m, 0.5, pair.num_defect + 1) for im, m in zip(images, index_maps)]
         )
         print(f"S={switch_t}: done", flush=True)
     tiles = [[col[r] for col in columns] for r in range(args.num_seeds)]
-    respacing = sampling.normalise_respacing(pair.num_timesteps, args.timestep_respacing)
+    respacing = generate.normalise_respacing(pair.num_timesteps, args.timestep_respacing)
     labels = [sweep_column_label(pair.num_timesteps, s, respacing) for s in steps]
     figure = sweep_figure(tiles, labels, [f"seed {args.seed + r}" for r in range(args.num_seeds)])
     write_png(args.out, figure)

@@ -27,7 +27,7 @@ def load_script(name):
 
 def run_error(main, argv, capsys):
     """Run a command's `main` in-process as its __main__ does; give (exit code, stderr lines)."""
-    from defect_gen.cli import run_cli
+    from defect_gen.commands.cli import run_cli
 
     capsys.readouterr()
     with pytest.raises(SystemExit) as info:

@@ -13,10 +13,10 @@ import torch
 from conftest import assert_one_error, load_script, run_error
 from PIL import Image
 
-from defect_gen import conditioning, selection
-from defect_gen.cli import run_cli
+from defect_gen.commands.cli import run_cli
+from defect_gen.data.toy import write_dataset
 from defect_gen.gaussian_diffusion import GaussianDiffusion
-from defect_gen.toy_data import write_dataset
+from defect_gen.sampling import conditioning, keep
 from defect_gen.two_stage import sample_two_stage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,21 +129,21 @@ def test_inpaint_weights_free_exactly_the_band_around_the_defect():
 
 
 def test_default_quotas_follow_the_training_shares():
-    assert selection.default_quotas(10, [0.5, 0.3, 0.2]) == [5, 3, 2]
-    assert selection.default_quotas(4, [0.1, 0.1, 0.1]) == [2, 1, 1]
-    assert sum(selection.default_quotas(7, [0.13, 0.41, 0.05, 0.4])) == 7
+    assert keep.default_quotas(10, [0.5, 0.3, 0.2]) == [5, 3, 2]
+    assert keep.default_quotas(4, [0.1, 0.1, 0.1]) == [2, 1, 1]
+    assert sum(keep.default_quotas(7, [0.13, 0.41, 0.05, 0.4])) == 7
 
 
 def test_selection_fills_quotas_in_candidate_order():
     classes = ["a", "b", "c"]
-    sel = selection.Selection("balanced", 3, classes, {"a": 1, "b": 2, "c": 0}, seed=10)
+    sel = keep.Selection("balanced", 3, classes, {"a": 1, "b": 2, "c": 0}, seed=10)
     stream = [0, 1, 1, 3, 2, 2, 1, 2]
     out = [sel.offer(j, c) for j, c in enumerate(stream)]
     assert out == [None, 0, None, None, 1, 2, None, None] and sel.done
     rec = sel.record()
     assert [k["seed"] for k in rec["kept"]] == [11, 14, 15]
     assert rec["skipped_seeds"] == [10, 12, 13] and rec["next_seed"] == 16
-    again = selection.Selection.restore(rec, "balanced", 3, classes, {"a": 1, "b": 2, "c": 0}, 10)
+    again = keep.Selection.restore(rec, "balanced", 3, classes, {"a": 1, "b": 2, "c": 0}, 10)
     assert again.kept == sel.kept and again.next == sel.next and again.done
 
 

@@ -10,7 +10,7 @@ import torch
 from conftest import REPO
 from PIL import Image
 
-from defect_gen.conditioning import dilate
+from defect_gen.sampling.conditioning import dilate
 
 sys.path.insert(0, str(REPO / "scripts"))
 

@@ -19,9 +19,9 @@ import torch
 from conftest import load_script
 from PIL import Image
 
-from defect_gen.cli import run_cli
-from defect_gen.folders import LOCK_NAME, FolderLock
-from defect_gen.toy_data import write_dataset
+from defect_gen.commands.cli import run_cli
+from defect_gen.data.toy import write_dataset
+from defect_gen.lock import LOCK_NAME, FolderLock
 
 REPO = Path(__file__).resolve().parents[1]
 RES = 16

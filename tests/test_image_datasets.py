@@ -7,9 +7,9 @@ from conftest import shared_path
 from PIL import Image
 
 from defect_gen import masks
-from defect_gen.dataset_files import DatasetError, read_masks, read_pair
-from defect_gen.dataset_layouts import find_pairs
-from defect_gen.image_datasets import DefectDataset, ShardBatchSampler, load_data
+from defect_gen.data.dataset import DefectDataset, ShardBatchSampler, load_data
+from defect_gen.data.files import DatasetError, read_masks, read_pair
+from defect_gen.data.layouts import find_pairs
 from defect_gen.masks import mask_statistics
 
 H, W = 12, 16

@@ -15,15 +15,15 @@ import pytest
 import torch
 import torch.nn as nn
 
-from defect_gen.config import build_model, load_config
-from defect_gen.gaussian_diffusion import GaussianDiffusion
-from defect_gen.patch_unet import PatchUNetModel
-from defect_gen.perf import (
+from benchmarks.perf import (
     flops_per_forward,
     flops_per_train_step,
     randomize_zero_parameters_,
     suggest_batch_size,
 )
+from defect_gen.gaussian_diffusion import GaussianDiffusion
+from defect_gen.patch_unet import PatchUNetModel
+from defect_gen.training.config import build_model, load_config
 from defect_gen.two_stage import sample_two_stage
 from defect_gen.unet import UNetModel
 

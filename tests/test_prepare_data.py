@@ -9,8 +9,8 @@ import numpy as np
 from conftest import load_script, shared_path
 from PIL import Image
 
-from defect_gen.dataset_files import read_pair
-from defect_gen.dataset_layouts import find_pairs
+from defect_gen.data.files import read_pair
+from defect_gen.data.layouts import find_pairs
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "prepare_data.py"
 

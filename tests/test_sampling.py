@@ -15,14 +15,14 @@ import yaml
 from conftest import assert_one_error, load_script, run_error
 from PIL import Image
 
-from defect_gen import sample_folder, sampling, sweep_figure
-from defect_gen.cli import run_cli
-from defect_gen.config import build_diffusion, build_model, load_config, resolve
+from defect_gen.commands.cli import run_cli
+from defect_gen.data.toy import write_dataset
 from defect_gen.fileio import save_torch, write_png
 from defect_gen.masks import mask_statistics, overlay, palette
 from defect_gen.patch_unet import PatchUNetModel
 from defect_gen.respace import sampling_timesteps
-from defect_gen.toy_data import write_dataset
+from defect_gen.sampling import folder, generate, sweep
+from defect_gen.training.config import build_diffusion, build_model, load_config, resolve
 from defect_gen.two_stage import sample_two_stage
 from defect_gen.unet import UNetModel
 
@@ -134,7 +134,7 @@ def base(ckpts, launched, tmp_path_factory):
 
 
 def test_sample_folder_contract(base, ckpts):
-    for sub in sample_folder.SUBDIRS:
+    for sub in folder.SUBDIRS:
         assert sorted(p.name for p in (base / sub).iterdir()) == [f"{i:06d}.png" for i in range(N)]
     for i in range(N):
         image = Image.open(base / "images" / f"{i:06d}.png")
@@ -147,7 +147,7 @@ def test_sample_folder_contract(base, ckpts):
         assert index.max() <= K
         np.testing.assert_array_equal(np.asarray(mask_rgb), palette(K + 1)[index])
     # grid: (image, overlay) pairs, 4 pairs per row, tiles enlarged to >= 96 px, pad 2
-    f = -(-sample_folder.GRID_MIN_TILE // RES)
+    f = -(-folder.GRID_MIN_TILE // RES)
     tile = RES * f
     rows = -(-N // 4)
     grid = np.asarray(Image.open(base / "grid.png"))
@@ -216,9 +216,7 @@ def test_summary_table_names_classes(capsys, ckpts, tmp_path):
 
 def test_summary_table_shows_missing_values_as_dashes():
     generated = mask_statistics([np.array([[0, 1], [1, 1]])], num_defect=2)
-    table = sample_folder.format_stats_table(
-        ["a", "b"], generated, mask_statistics([], num_defect=2)
-    )
+    table = folder.format_stats_table(["a", "b"], generated, mask_statistics([], num_defect=2))
     rows = {line.split()[0]: line.split()[1:] for line in table.splitlines()[2:]}
     assert rows["background"] == ["100.0%", "-", "25.0%", "-"]
     assert rows["a"] == ["100.0%", "-", "75.0%", "-"]
@@ -228,16 +226,16 @@ def test_summary_table_shows_missing_values_as_dashes():
     old = {"num_images": 4, "share_with_class": [1.0, 0.5, 0.25], "mean_area": [0.9, 0.05, 0.05]}
     rows = {
         line.split()[0]: line.split()[1:]
-        for line in sample_folder.format_stats_table(["a", "b"], generated, old).splitlines()[2:]
+        for line in folder.format_stats_table(["a", "b"], generated, old).splitlines()[2:]
     }
     assert rows["b"] == ["0.0%", "25.0%", "0.0%", "5.0%"]
     assert rows["(no"] == ["defect)", "0.0%", "-", "-", "-"]
 
 
 def test_folder_statistics_name_a_mask_above_the_classes(tmp_path):
-    write_png(sample_folder.sample_files(tmp_path, 0)["masks"], np.full((4, 4), 3, dtype=np.uint8))
-    with pytest.raises(sample_folder.SampleFolderError, match="000000.png: holds class 3"):
-        sample_folder.folder_mask_stats(tmp_path, [0], num_defect=2)
+    write_png(folder.sample_files(tmp_path, 0)["masks"], np.full((4, 4), 3, dtype=np.uint8))
+    with pytest.raises(folder.SampleFolderError, match="000000.png: holds class 3"):
+        folder.folder_mask_stats(tmp_path, [0], num_defect=2)
 
 
 def test_mpirun_1_and_2_ranks_give_the_same_samples(base, launched, record_property):
@@ -253,7 +251,7 @@ def test_mpirun_1_and_2_ranks_give_the_same_samples(base, launched, record_prope
     masks = read_folder(one, "masks")
     assert all(0 < (m > 0).mean() < 0.5 for m in masks), [float((m > 0).mean()) for m in masks]
     assert len(np.unique(np.concatenate([m.ravel() for m in masks]))) >= 3
-    for sub in sample_folder.SUBDIRS:
+    for sub in folder.SUBDIRS:
         a, b = read_folder(one, sub), read_folder(two, sub)
         assert len(a) == len(b) == N
         for x, y in zip(a, b):
@@ -280,7 +278,7 @@ def test_error_exit_from_a_real_process(launched):
 def test_rerun_generates_exactly_the_missing_samples(base, ckpts, tmp_path):
     out = tmp_path / "resume"
     shutil.copytree(base, out)
-    for sub in sample_folder.SUBDIRS:
+    for sub in folder.SUBDIRS:
         for i in (1, 3):
             (out / sub / f"{i:06d}.png").unlink()
     damaged = out / "images" / "000004.png"
@@ -290,7 +288,7 @@ def test_rerun_generates_exactly_the_missing_samples(base, ckpts, tmp_path):
     kept = {
         p: p.stat().st_mtime_ns
         for i in (0, 2)
-        for sub in sample_folder.SUBDIRS
+        for sub in folder.SUBDIRS
         for p in [out / sub / f"{i:06d}.png"]
     }
     run_cli(SAMPLE.main, sample_argv(ckpts, out))
@@ -298,7 +296,7 @@ def test_rerun_generates_exactly_the_missing_samples(base, ckpts, tmp_path):
     assert m["last_run"] == {"generated": [1, 3, 4], "skipped": 2}
     assert all(p.stat().st_mtime_ns == t for p, t in kept.items())
     before, after = snapshot(base), snapshot(out)
-    for sub in sample_folder.SUBDIRS:
+    for sub in folder.SUBDIRS:
         for i in range(N):
             name = Path(sub) / f"{i:06d}.png"
             assert after[name] == before[name], name
@@ -425,7 +423,7 @@ def test_release_checkpoints_sample_with_their_yaml_and_ema(release, tmp_path, c
     gens = [torch.Generator().manual_seed(i) for i in range(2)]
     x = sample_two_stage(build_diffusion(cfg), models["large"], models["small"], (2, 8, RES, RES), 400,
                          timestep_respacing="5", generator=gens)  # fmt: skip
-    images, index = sampling.to_arrays(x)
+    images, index = generate.to_arrays(x)
     for i in range(2):
         np.testing.assert_array_equal(
             np.asarray(Image.open(tmp_path / f"ema/images/{i:06d}.png")), images[i]
@@ -488,7 +486,7 @@ def test_switch_sweep_png(ckpts, tmp_path):
     ])  # fmt: skip
     figure = np.asarray(Image.open(out))
     cell = RES * 6  # 16 px enlarged by ceil(96 / 16)
-    pad, top, left = sweep_figure.SWEEP_PAD, sweep_figure.SWEEP_TOP, sweep_figure.SWEEP_LEFT
+    pad, top, left = sweep.SWEEP_PAD, sweep.SWEEP_TOP, sweep.SWEEP_LEFT
     assert figure.shape == (top + 2 * (cell + pad) + pad, left + 3 * (cell + pad) + pad, 3)
     for c in range(3):  # a label drawn above every column
         x0 = left + pad + c * (cell + pad)
@@ -522,7 +520,7 @@ def _weighted_checkpoint(path, tmp_path, weights, mask_mode="consistent"):
 
 
 def test_class_weight_correction_subtracts_log_weights_from_the_mask_logits(ckpts, tmp_path):
-    from defect_gen.model_pair import load_model
+    from defect_gen.sampling.pair import load_model
 
     weights = [1.0, 20.0, 4.0, 2.0, 8.0]
     path = _weighted_checkpoint(ckpts["large"], tmp_path, weights)
@@ -546,7 +544,7 @@ def test_class_weight_correction_is_part_of_the_folder_parameters(ckpts, tmp_pat
     pair = {k: _weighted_checkpoint(ckpts[k], tmp_path, weights) for k in ("large", "small")}
     out = tmp_path / "s"
     run_cli(SAMPLE.main, sample_argv(pair, out, n=2))
-    params = sample_folder.read_manifest(out)["generation"]
+    params = folder.read_manifest(out)["generation"]
     assert params["class_weight_correction"] == {
         "strength": 0.5,
         "large": weights,
@@ -561,7 +559,7 @@ def test_class_weight_correction_is_part_of_the_folder_parameters(ckpts, tmp_pat
     # Unweighted models keep the parameters they always had: old folders resume.
     plain = tmp_path / "plain"
     run_cli(SAMPLE.main, sample_argv(ckpts, plain, n=1))
-    assert "class_weight_correction" not in sample_folder.read_manifest(plain)["generation"]
+    assert "class_weight_correction" not in folder.read_manifest(plain)["generation"]
     # ... and asking them for a correction is refused, not ignored.
     argv = sample_argv(ckpts, tmp_path / "refused", "--class_weight_correction", "0.5", n=1)
     code, err = run_error(SAMPLE.main, argv, capsys)

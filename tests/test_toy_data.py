@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from defect_gen import masks
-from defect_gen.toy_data import (
+from defect_gen.data.toy import (
     ALL_TYPES,
     SURFACES,
     ToyDataError,

@@ -15,10 +15,10 @@ import yaml
 from conftest import REPO
 from PIL import Image
 
-from defect_gen.checkpoints import latest_checkpoint
-from defect_gen.config import ConfigError, load_config, model_params
+from defect_gen.data.toy import write_dataset
 from defect_gen.fileio import load_torch
-from defect_gen.toy_data import write_dataset
+from defect_gen.training.checkpoints import latest_checkpoint
+from defect_gen.training.config import ConfigError, load_config, model_params
 from defect_gen.unet import UNetModel
 
 BIN = Path(sys.executable).parent

@@ -22,7 +22,7 @@ import sys
 
 import torch
 
-from ..dataset_files import DatasetError
+from ..data.files import DatasetError
 from ..evaluation import tune
 from ..evaluation.data import EvaluationError
 from ..evaluation.plan import (
@@ -36,7 +36,7 @@ from ..evaluation.report import write_report
 from ..evaluation.runner import run_evaluation
 from ..evaluation.segtrain import TrainSettings
 from ..evaluation.selection import SELECTIONS
-from ..folders import FolderError, check_writable_folder
+from ..lock import FolderError, check_writable_folder
 
 
 def parse_args(argv=None):

@@ -13,8 +13,8 @@ import sys
 
 import numpy as np
 
-from ..dataset_files import DatasetError, _mask_values, _open, read_masks
-from ..dataset_layouts import check_dataset, write_official
+from ..data.files import DatasetError, _mask_values, _open, read_masks
+from ..data.layouts import check_dataset, write_official
 from ..masks import mask_statistics
 
 

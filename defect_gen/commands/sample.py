@@ -10,13 +10,13 @@ Writes images/, masks/ (class index), masks_rgb/, grid.png and manifest.json int
 comes from seed + i, whatever the batch size or process count. Re-running the same command generates only
 the missing samples; other generation parameters into the same folder are refused (unless --overwrite).
 
-Defects where you want them (see defect_gen/conditioning.py):
+Defects where you want them (see defect_gen/sampling/conditioning.py):
     --mode mask --masks DIR                      the given masks, images drawn around them
     --mode inpaint --mask_source train --per_class 10
                                                  training masks moved at random, inpainted onto good images
                                                  (--good_dir, default the dataset's train/good)
     --mode inpaint --mask_source joint           masks drawn by the joint model, inpainted onto good images
-Selection (see defect_gen/selection.py):
+Selection (see defect_gen/sampling/keep.py):
     --keep defect                                skip candidates whose mask holds no defect
     --keep balanced [--quota Crack=10,Break=5]   fill per-class quotas (default: training class shares)
 """
@@ -25,13 +25,14 @@ import json
 import os
 import time
 
-from .. import conditioning, dist_util, folders, sample_folder, sampling, selection
-from ..cli import add_device_argument, make_parser, run_cli, start_processes, str2bool
-from ..config import ConfigError
+from .. import dist_util, lock
 from ..fileio import atomic_write_text
 from ..masks import DEFAULT_CLASS_WEIGHT_CORRECTION
-from ..model_pair import load_pair
 from ..precision import AUTOCAST_DTYPES
+from ..sampling import conditioning, folder, generate, keep
+from ..sampling.pair import load_pair
+from ..training.config import ConfigError
+from .cli import add_device_argument, make_parser, run_cli, start_processes, str2bool
 
 
 def parse_args(argv):
@@ -55,7 +56,7 @@ def parse_args(argv):
         "--batch_size", type=int, default=8, help="samples per forward pass, per process"
     )
     p.add_argument("--seed", type=int, default=0, help="sample i is drawn from seed + i")
-    p.add_argument("--sampler", choices=sampling.SAMPLERS, default="cold")
+    p.add_argument("--sampler", choices=generate.SAMPLERS, default="cold")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity")
     p.add_argument(
         "--timestep_respacing",
@@ -121,12 +122,12 @@ def parse_args(argv):
     )
     c.add_argument("--resample", type=int, default=0, help="RePaint resampling per step (R)")
     k = p.add_argument_group("selection")
-    k.add_argument("--keep", choices=selection.KEEP, default="all")
+    k.add_argument("--keep", choices=keep.KEEP, default="all")
     k.add_argument("--quota", help="--keep balanced: Name=N,Name=N (sets --num_samples)")
     k.add_argument(
         "--max_candidates",
         type=int,
-        help=f"--keep: give up after this many candidates (default {selection.MAX_CANDIDATES_FACTOR} "
+        help=f"--keep: give up after this many candidates (default {keep.MAX_CANDIDATES_FACTOR} "
         "x --num_samples)",
     )
     return p.parse_args(argv)  # fmt: skip
@@ -138,14 +139,14 @@ def main(argv=None):
         raise ConfigError("--num_samples and --batch_size must be positive")
     started = time.perf_counter()
     device, rank, world = start_processes(args.device)
-    folders.check_writable_folder(args.sample_dir, "--sample_dir")
+    lock.check_writable_folder(args.sample_dir, "--sample_dir")
     if args.call_log:
-        folders.check_writable_file(args.call_log, "--call_log")
-    lock = folders.FolderLock(args.sample_dir, "--sample_dir")
+        lock.check_writable_file(args.call_log, "--call_log")
+    folder_lock = lock.FolderLock(args.sample_dir, "--sample_dir")
     try:
-        return _sample(args, started, device, rank, world, lock)
+        return _sample(args, started, device, rank, world, folder_lock)
     finally:
-        lock.release()
+        folder_lock.release()
 
 
 def _correction(args):
@@ -154,7 +155,7 @@ def _correction(args):
     return DEFAULT_CLASS_WEIGHT_CORRECTION if given is None else given
 
 
-def _sample(args, started, device, rank, world, lock):
+def _sample(args, started, device, rank, world, folder_lock):
 
     pair = load_pair(
         args.large_recep, args.small_recep, large_config=args.large_recep_config,
@@ -177,7 +178,7 @@ def _sample(args, started, device, rank, world, lock):
     if plan is None and args.data_dir is not None:
         raise ConfigError("--data_dir has no effect in --mode joint; use --mode mask or inpaint")
     training = pair.large.data_stats or pair.small.data_stats
-    quotas, num_samples = selection.resolve_quotas(
+    quotas, num_samples = keep.resolve_quotas(
         args.keep, args.quota, args.num_samples, pair.classes, training
     )
     if plan is not None and plan.per_class:
@@ -192,7 +193,7 @@ def _sample(args, started, device, rank, world, lock):
             num_samples = total
     if args.keep == "all" and args.max_candidates is not None:
         raise ConfigError("--max_candidates applies to --keep defect|balanced only")
-    params = sampling.generation_params(
+    params = generate.generation_params(
         pair, switch_t=args.step_inference, sampler=args.sampler,
         timestep_respacing=args.timestep_respacing, eta=args.eta, seed=args.seed,
         use_ema=args.use_ema, precision=args.precision,
@@ -205,18 +206,18 @@ def _sample(args, started, device, rank, world, lock):
     old = None
     # every rank checks, so all raise alike and none waits alone
     if args.overwrite:
-        folders.check_no_foreign_files(args.sample_dir, _manifest_or_none(args.sample_dir))
+        lock.check_no_foreign_files(args.sample_dir, _manifest_or_none(args.sample_dir))
     else:
-        sample_folder.check_folder(args.sample_dir, params)
-        old = sample_folder.read_manifest(args.sample_dir)
-    manifest = sample_folder.base_manifest(
+        folder.check_folder(args.sample_dir, params)
+        old = folder.read_manifest(args.sample_dir)
+    manifest = folder.base_manifest(
         pair, params, num_samples=num_samples, batch_size=args.batch_size, world_size=world,
         device=device,
     )  # fmt: skip
     manifest["mode"] = args.mode
     sel = None
     if args.keep != "all":
-        sel = selection.Selection.restore(
+        sel = keep.Selection.restore(
             (old or {}).get("selection"), args.keep, num_samples, pair.classes, quotas, args.seed
         )
         manifest["seeds"] = (
@@ -230,16 +231,16 @@ def _sample(args, started, device, rank, world, lock):
     if rank == 0:
         try:
             os.makedirs(args.sample_dir, exist_ok=True)
-            lock.acquire()
+            folder_lock.acquire()
             if not args.overwrite:  # again under the lock: another run may have written meanwhile
-                sample_folder.check_folder(args.sample_dir, params)
+                folder.check_folder(args.sample_dir, params)
         except ConfigError as exc:
             error = exc
-    folders.agree_on_error(error)
+    lock.agree_on_error(error)
     if rank == 0:
         if args.overwrite:
-            sample_folder.clear_folder(args.sample_dir)
-        sample_folder.write_manifest(args.sample_dir, manifest)
+            folder.clear_folder(args.sample_dir)
+        folder.write_manifest(args.sample_dir, manifest)
     dist_util.barrier()
     load_s = time.perf_counter() - started
 
@@ -252,12 +253,12 @@ def _sample(args, started, device, rank, world, lock):
     calls = [] if args.call_log else None
     steps = manifest["steps"]
     if sel is None:
-        todo = sample_folder.missing_indices(args.sample_dir, range(rank, num_samples, world))
+        todo = folder.missing_indices(args.sample_dir, range(rank, num_samples, world))
         total_todo = sum(dist_util.all_gather_object(len(todo)))
         what = f"{total_todo} of {num_samples} samples to generate ({num_samples - total_todo} already complete)"
     else:  # kept samples that are missing are regenerated from their seeds first
         kept = [j for j, _ in sel.kept]
-        todo = sample_folder.missing_indices(args.sample_dir, range(rank, len(kept), world))
+        todo = folder.missing_indices(args.sample_dir, range(rank, len(kept), world))
         total_todo = sum(dist_util.all_gather_object(len(todo)))
         what = (
             f"--keep {args.keep}: {len(kept)} of {num_samples} samples kept so far, {total_todo} of them "
@@ -272,14 +273,12 @@ def _sample(args, started, device, rank, world, lock):
         )
     gen_started = time.perf_counter()
     if sel is None:
-        for batch, x in sampling.generate(pair, todo, call_log=calls, **kw):
-            sample_folder.write_samples(args.sample_dir, batch, x, pair.num_defect)
+        for batch, x in generate.generate(pair, todo, call_log=calls, **kw):
+            folder.write_samples(args.sample_dir, batch, x, pair.num_defect)
     else:
         output = {kept[i]: i for i in todo}
-        for batch, x in sampling.generate(pair, [kept[i] for i in todo], call_log=calls, **kw):
-            sample_folder.write_samples(
-                args.sample_dir, [output[j] for j in batch], x, pair.num_defect
-            )
+        for batch, x in generate.generate(pair, [kept[i] for i in todo], call_log=calls, **kw):
+            folder.write_samples(args.sample_dir, [output[j] for j in batch], x, pair.num_defect)
         todo = todo + _select(args, pair, sel, manifest, plan, calls, kw, rank, world, num_samples)
     dist_util.barrier()
     generate_s = time.perf_counter() - gen_started
@@ -288,9 +287,9 @@ def _sample(args, started, device, rank, world, lock):
 
     if rank == 0:
         indices = list(range(num_samples))
-        stats = sample_folder.folder_mask_stats(args.sample_dir, indices, pair.num_defect)
-        sample_folder.write_grid(args.sample_dir, indices, pair.num_defect)
-        timing = sample_folder.timing_record(load_s, generate_s, len(generated))
+        stats = folder.folder_mask_stats(args.sample_dir, indices, pair.num_defect)
+        folder.write_grid(args.sample_dir, indices, pair.num_defect)
+        timing = folder.timing_record(load_s, generate_s, len(generated))
         manifest.update(
             status="complete", timing=timing, generated_mask_stats=stats,
             last_run={"generated": generated, "skipped": num_samples - len(generated)},
@@ -298,7 +297,7 @@ def _sample(args, started, device, rank, world, lock):
         inside = _relative_inside(args.call_log, args.sample_dir) if args.call_log else None
         if inside:  # the tool wrote it: a later --overwrite may remove it
             manifest["files"] = [inside]
-        sample_folder.write_manifest(args.sample_dir, manifest)
+        folder.write_manifest(args.sample_dir, manifest)
         if args.call_log:
             lines = [
                 json.dumps({"rank": r, **call}) for r, part in enumerate(all_calls) for call in part
@@ -315,7 +314,7 @@ def _sample(args, started, device, rank, world, lock):
             f"done: {len(generated)} samples generated in {generate_s:.1f} s ({rate}, {world} process(es)), "
             f"{num_samples - len(generated)} kept{chosen}; loading took {load_s:.1f} s; "
             f"folder {args.sample_dir}\n"
-            + sample_folder.format_stats_table(pair.classes, stats, training),
+            + folder.format_stats_table(pair.classes, stats, training),
             flush=True,
         )
     dist_util.cleanup()
@@ -332,7 +331,7 @@ def _select(args, pair, sel, manifest, plan, calls, kw, rank, world, num_samples
     every world-th candidate of a block and writes the kept ones. Give the output indices this rank wrote.
     """
     written = []
-    limit = args.max_candidates or selection.MAX_CANDIDATES_FACTOR * num_samples
+    limit = args.max_candidates or keep.MAX_CANDIDATES_FACTOR * num_samples
     while not sel.done:
         if sel.next >= limit:
             raise ConfigError(
@@ -342,8 +341,8 @@ def _select(args, pair, sel, manifest, plan, calls, kw, rank, world, num_samples
             )
         block = list(range(sel.next, min(sel.next + world * args.batch_size, limit)))
         mine, found = {}, {}
-        for batch, x in sampling.generate(pair, block[rank::world], call_log=calls, **kw):
-            index_maps = sampling.to_arrays(x)[1]
+        for batch, x in generate.generate(pair, block[rank::world], call_log=calls, **kw):
+            index_maps = generate.to_arrays(x)[1]
             for b, j in enumerate(batch):
                 mine[j] = x[b : b + 1]
                 found[j] = conditioning.main_class(index_maps[b])
@@ -352,17 +351,17 @@ def _select(args, pair, sel, manifest, plan, calls, kw, rank, world, num_samples
         for j in block:
             i = sel.offer(j, found[j])
             if i is not None and j in mine:
-                sample_folder.write_samples(args.sample_dir, [i], mine[j], pair.num_defect)
+                folder.write_samples(args.sample_dir, [i], mine[j], pair.num_defect)
                 written.append(i)
         manifest["selection"] = sel.record(_records(plan, sel))
         if rank == 0:  # progress, so that a killed run resumes from here
-            sample_folder.write_manifest(args.sample_dir, manifest)
+            folder.write_manifest(args.sample_dir, manifest)
     return written
 
 
 def _manifest_or_none(sample_dir):
     try:
-        return sample_folder.read_manifest(sample_dir)
+        return folder.read_manifest(sample_dir)
     except ConfigError:
         return None
 
@@ -374,5 +373,5 @@ def _relative_inside(path, folder):
 
 
 def entry():
-    """The console command: user errors become one `error:` line (see defect_gen.cli)."""
+    """The console command: user errors become one `error:` line (see defect_gen.commands.cli)."""
     run_cli(main)

@@ -15,9 +15,21 @@ import blobfile as bf
 import torch
 
 from .. import dist_util
-from ..checkpoints import latest_checkpoint, read_checkpoint
-from ..cli import add_device_argument, make_parser, run_cli, start_processes, str2bool
-from ..config import (
+from ..data.dataset import DEFAULT_CROP_RANDOM, load_data
+from ..data.files import read_masks
+from ..data.layouts import find_good_pairs, find_pairs
+from ..fileio import atomic_write_text
+from ..lock import (
+    FolderError,
+    FolderLock,
+    agree_on_error,
+    check_writable_folder,
+    remove_stale_temp_files,
+)
+from ..masks import mask_statistics
+from ..nn import count_parameters
+from ..training.checkpoints import latest_checkpoint, read_checkpoint
+from ..training.config import (
     ConfigError,
     build_diffusion,
     build_model,
@@ -26,20 +38,8 @@ from ..config import (
     load_config,
     training_changes,
 )
-from ..dataset_files import read_masks
-from ..dataset_layouts import find_good_pairs, find_pairs
-from ..fileio import atomic_write_text
-from ..folders import (
-    FolderError,
-    FolderLock,
-    agree_on_error,
-    check_writable_folder,
-    remove_stale_temp_files,
-)
-from ..image_datasets import DEFAULT_CROP_RANDOM, load_data
-from ..masks import mask_statistics
-from ..nn import count_parameters
-from ..train_util import TrainLoop
+from ..training.loop import TrainLoop
+from .cli import add_device_argument, make_parser, run_cli, start_processes, str2bool
 
 
 def parse_args(argv):
@@ -231,5 +231,5 @@ def _train(args, cfg, device, rank, world, lock):
 
 
 def entry():
-    """The console command: user errors become one `error:` line (see defect_gen.cli)."""
+    """The console command: user errors become one `error:` line (see defect_gen.commands.cli)."""
     run_cli(main)

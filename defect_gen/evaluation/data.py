@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 import blobfile as bf
 import numpy as np
 
-from defect_gen import dataset_layouts
-from defect_gen.dataset_files import read_pair, resize_pair
-from defect_gen.fileio import read_png
+from ..data import layouts
+from ..data.files import read_pair, resize_pair
+from ..fileio import read_png
 
 logger = logging.getLogger(__name__)
 
@@ -128,9 +128,9 @@ def load_real_split(
     if num_train_per_type < 1:
         raise EvaluationError(f"--num_train_per_type must be at least 1, got {num_train_per_type}")
     kwargs = dict(num_defect=num_defect, classes=classes)
-    full_index = dataset_layouts.find_pairs(data_dir, num_image_train=None, **kwargs)
+    full_index = layouts.find_pairs(data_dir, num_image_train=None, **kwargs)
     # The same call the generator's training makes, so the split is exactly its selection.
-    train_index = dataset_layouts.find_pairs(
+    train_index = layouts.find_pairs(
         data_dir, num_image_train=num_train_per_type, check_files=False, **kwargs
     )
     train_keys = {str(p.image) for p in train_index.pairs}

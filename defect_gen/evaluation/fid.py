@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from defect_gen.evaluation.data import EvaluationError
+from .data import EvaluationError
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def load_feature_extractor(path, device="cpu"):
         ) from None
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise EvaluationError(f"{path}: not a TorchScript module or a state_dict of tensors")
-    from defect_gen.evaluation.inception import FIDInceptionV3
+    from .inception import FIDInceptionV3
 
     model = FIDInceptionV3()
     try:
@@ -167,7 +167,7 @@ def _wants_return_features(model):
 
 def default_input_range(model):
     """Give the INPUT_RANGES key a feature network expects when the user names none."""
-    from defect_gen.evaluation.inception import FIDInceptionV3
+    from .inception import FIDInceptionV3
 
     if isinstance(model, FIDInceptionV3):
         return FIDInceptionV3.input_range

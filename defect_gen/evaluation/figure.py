@@ -291,7 +291,7 @@ def ratio_sweep_chart(rows, comparisons):
     lines = {k: sorted(v, key=lambda t: t[0]) for k, v in lines.items() if len(v) > 1}
     if not lines:
         return None
-    from defect_gen.evaluation.stats import paired_interval
+    from .stats import paired_interval
 
     def point(m):
         values = [r["miou_fg"] for r in m["per_seed"]]

@@ -30,9 +30,9 @@ import blobfile as bf
 import numpy as np
 from PIL import Image
 
-from defect_gen.dataset_files import DatasetError
-from defect_gen.dataset_layouts import find_pairs
-from defect_gen.fileio import load_torch
+from ..data.files import DatasetError
+from ..data.layouts import find_pairs
+from ..fileio import load_torch
 
 logger = logging.getLogger(__name__)
 

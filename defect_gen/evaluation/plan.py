@@ -9,11 +9,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from defect_gen.evaluation import fid as fid_lib
-from defect_gen.evaluation import similarity
-from defect_gen.evaluation.data import EvaluationError, load_real_split
-from defect_gen.evaluation.segtrain import TrainSettings
-from defect_gen.evaluation.selection import SELECTIONS
+from . import fid as fid_lib
+from . import similarity
+from .data import EvaluationError, load_real_split
+from .segtrain import TrainSettings
+from .selection import SELECTIONS
 
 BASELINES = {
     "a": ("real", "real training pairs only"),

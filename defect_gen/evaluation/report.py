@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 
-from defect_gen.evaluation import figure
-from defect_gen.fileio import atomic_write_text, write_png
+from ..fileio import atomic_write_text, write_png
+from . import figure
 
 
 def to_jsonable(obj):

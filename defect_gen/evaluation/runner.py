@@ -21,10 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from defect_gen.evaluation import stats as stats_lib
-from defect_gen.evaluation.augment import CopyPaste, classic_augment
-from defect_gen.evaluation.metrics import mean_std
-from defect_gen.evaluation.plan import (
+from ..masks import mask_statistics
+from ..nn import count_parameters
+from . import stats as stats_lib
+from .augment import CopyPaste, classic_augment
+from .metrics import mean_std
+from .plan import (
     BASELINES,
     COMPARE_WITH,
     SYNTHETIC_REGIMES,
@@ -35,11 +37,9 @@ from defect_gen.evaluation.plan import (
     row_plan,
     synthetic_sets,
 )
-from defect_gen.evaluation.segnet import SegNet
-from defect_gen.evaluation.segtrain import class_weights, train_and_score
-from defect_gen.evaluation.synthetic_sets import describe_set, load_sets
-from defect_gen.masks import mask_statistics
-from defect_gen.nn import count_parameters
+from .segnet import SegNet
+from .segtrain import class_weights, train_and_score
+from .synthetic_sets import describe_set, load_sets
 
 logger = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from defect_gen.evaluation.metrics import confusion_matrix, segmentation_scores
-from defect_gen.evaluation.segnet import DEFAULT_CHANNEL_MULT, DEFAULT_WIDTH, SegNet
+from .metrics import confusion_matrix, segmentation_scores
+from .segnet import DEFAULT_CHANNEL_MULT, DEFAULT_WIDTH, SegNet
 
 logger = logging.getLogger(__name__)
 

@@ -8,13 +8,13 @@ import time
 
 import numpy as np
 
-from defect_gen.evaluation import fid as fid_lib
-from defect_gen.evaluation import similarity
-from defect_gen.evaluation.data import EvaluationError, load_synthetic
-from defect_gen.evaluation.guard import ValidationIdentity, allowed_problem, check_synthetic_set
-from defect_gen.evaluation.plan import ratios
-from defect_gen.evaluation.selection import select_synthetic, shortfall_sentences
-from defect_gen.masks import mask_statistics
+from ..masks import mask_statistics
+from . import fid as fid_lib
+from . import similarity
+from .data import EvaluationError, load_synthetic
+from .guard import ValidationIdentity, allowed_problem, check_synthetic_set
+from .plan import ratios
+from .selection import select_synthetic, shortfall_sentences
 
 logger = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ import os
 
 import numpy as np
 
-from defect_gen.evaluation.data import EvaluationError
-from defect_gen.evaluation.metrics import nanmean_or_nan
-from defect_gen.evaluation.segtrain import class_weights, train_and_score
-from defect_gen.fileio import atomic_write_text
+from ..fileio import atomic_write_text
+from .data import EvaluationError
+from .metrics import nanmean_or_nan
+from .segtrain import class_weights, train_and_score
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def _flag(value):
 
 def write_tuning(record, out_dir):
     """Write tune.json and tune.md; give their paths."""
-    from defect_gen.evaluation.report import to_jsonable
+    from .report import to_jsonable
 
     os.makedirs(out_dir, exist_ok=True)
     paths = {n: os.path.join(out_dir, f"tune.{n}") for n in ("json", "md")}

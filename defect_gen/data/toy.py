@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from defect_gen.fileio import write_png
+from ..fileio import write_png
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,22 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
-from . import __version__, dist_util
+from .. import __version__, dist_util
+from ..data.dataset import mask_class_weights
+from ..errors import TrainingError, first_line
+from ..fileio import CheckpointError, write_png
+from ..masks import (
+    DEFAULT_CLASS_WEIGHT_CORRECTION,
+    MaskPriorCorrection,
+    decode,
+    make_grid,
+    overlay,
+    split,
+    to_uint8_rgb,
+)
+from ..nn import update_ema
+from ..precision import AUTOCAST_DTYPES
+from ..two_stage import sample_two_stage
 from .checkpoints import (
     latest_checkpoint,
     prune_checkpoints,
@@ -29,21 +44,6 @@ from .checkpoints import (
     write_checkpoint,
 )
 from .config import model_kind
-from .errors import TrainingError, first_line
-from .fileio import CheckpointError, write_png
-from .image_datasets import mask_class_weights
-from .masks import (
-    DEFAULT_CLASS_WEIGHT_CORRECTION,
-    MaskPriorCorrection,
-    decode,
-    make_grid,
-    overlay,
-    split,
-    to_uint8_rgb,
-)
-from .nn import update_ema
-from .precision import AUTOCAST_DTYPES
-from .two_stage import sample_two_stage
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ class TrainLoop:
         iterations = self.train_cfg["iterations"]
         main = dist_util.is_main()
         if main:
-            from .logger import MetricsWriter
+            from ..logger import MetricsWriter
 
             self.writer = MetricsWriter(self.work_dir)
             self.writer.event(

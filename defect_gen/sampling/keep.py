@@ -18,8 +18,8 @@ skipped; a re-run regenerates missing samples from their recorded seeds and cont
 
 import numpy as np
 
+from ..training.config import ConfigError
 from .conditioning import parse_counts
-from .config import ConfigError
 
 KEEP = ("all", "defect", "balanced")
 MAX_CANDIDATES_FACTOR = 50  # default limit: this many candidates per sample asked for

@@ -14,8 +14,8 @@ layout              images                      masks                           
 Defect Spectrum also comes flat (``image/X.png`` + ``mask/X_mask.png``, defect type ``"all"``).
 An image ``X.<ext>`` pairs with the mask ``X.<ext>`` or ``X_mask.<ext>`` of the same type folder
 (extensions may differ); anything left over is an error naming the file. Every path goes through
-``blobfile``, so a dataset may live in a bucket. Reading one file is :mod:`defect_gen.dataset_files`;
-the torch side (Dataset, augmentation, batches) is :mod:`defect_gen.image_datasets`.
+``blobfile``, so a dataset may live in a bucket. Reading one file is :mod:`defect_gen.data.files`;
+the torch side (Dataset, augmentation, batches) is :mod:`defect_gen.data.dataset`.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 import blobfile as bf
 import numpy as np
 
-from defect_gen.dataset_files import DatasetError, _open, _to_rgb, _try_inspect_pair, read_pair
-from defect_gen.fileio import write_png
+from ..fileio import write_png
+from .files import DatasetError, _open, _to_rgb, _try_inspect_pair, read_pair
 
 logger = logging.getLogger(__name__)
 

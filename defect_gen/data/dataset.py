@@ -2,8 +2,8 @@
 Training samples of a dataset: the torch Dataset, joint augmentation (crops near defects, flips),
 deterministic sharded batches, and the per-class mask-loss weights.
 
-Finding, pairing and checking the files is :mod:`defect_gen.dataset_layouts`; reading one file is
-:mod:`defect_gen.dataset_files`. A sample is ``cat([rgb, onehot])`` (see :mod:`defect_gen.masks`), a
+Finding, pairing and checking the files is :mod:`defect_gen.data.layouts`; reading one file is
+:mod:`defect_gen.data.files`. A sample is ``cat([rgb, onehot])`` (see :mod:`defect_gen.masks`), a
 pure function of (pair index, augmentation seed), so a run and its resume see the same batches.
 """
 
@@ -14,9 +14,9 @@ import blobfile as bf
 import numpy as np
 import torch
 
-from defect_gen import masks
-from defect_gen.dataset_files import DatasetError, _check_max, read_pair, resize_pair
-from defect_gen.dataset_layouts import find_pairs
+from .. import masks
+from .files import DatasetError, _check_max, read_pair, resize_pair
+from .layouts import find_pairs
 
 logger = logging.getLogger(__name__)
 

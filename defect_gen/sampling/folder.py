@@ -21,12 +21,12 @@ import time
 import blobfile as bf
 import numpy as np
 
-from . import __version__, folders
-from .config import ConfigError
-from .errors import first_line
-from .fileio import atomic_write_text, read_png, write_png
-from .masks import colorize, make_grid, mask_statistics, overlay
-from .sampling import steps_record, to_arrays
+from .. import __version__, lock
+from ..errors import first_line
+from ..fileio import atomic_write_text, read_png, write_png
+from ..masks import colorize, make_grid, mask_statistics, overlay
+from ..training.config import ConfigError
+from .generate import steps_record, to_arrays
 
 SUBDIRS = ("images", "masks", "masks_rgb")
 MANIFEST = "manifest.json"
@@ -107,7 +107,7 @@ def base_manifest(pair, params, *, num_samples, batch_size, world_size, device):
 
 
 def _has_samples(sample_dir):
-    ours, _ = folders.sample_folder_files(sample_dir)
+    ours, _ = lock.sample_folder_files(sample_dir)
     return any("/" in rel for rel in ours)
 
 
@@ -117,7 +117,7 @@ def check_folder(sample_dir, params):
     """
     manifest = read_manifest(sample_dir)
     if manifest is None:
-        folders.check_no_foreign_files(sample_dir)
+        lock.check_no_foreign_files(sample_dir)
         if _has_samples(sample_dir):
             raise SampleFolderError(
                 f"{sample_dir}: holds samples but no {MANIFEST}, so their parameters are unknown; use "
@@ -154,7 +154,7 @@ def clear_folder(sample_dir):
         manifest = read_manifest(sample_dir)
     except SampleFolderError:
         manifest = None  # an unreadable manifest.json is still ours to replace
-    return folders.clear_sample_folder(str(sample_dir), manifest)
+    return lock.clear_sample_folder(str(sample_dir), manifest)
 
 
 # --------------------------------------------------------------------------------------------------

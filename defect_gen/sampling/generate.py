@@ -4,7 +4,7 @@ the batches themselves, in any mode (joint, mask, inpaint).
 
 Sample i is drawn from its own generator seeded with `seed + i` (x_T and any sampler noise), so its content
 depends neither on the batch it shares nor on the number of processes. Loading the models is
-:mod:`defect_gen.model_pair`'s job, writing the samples :mod:`defect_gen.sample_folder`'s.
+:mod:`defect_gen.sampling.pair`'s job, writing the samples :mod:`defect_gen.sampling.folder`'s.
 """
 
 import os
@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..masks import DEFAULT_CLASS_WEIGHT_CORRECTION, decode, split, to_uint8_rgb
+from ..precision import AUTOCAST_DTYPES
+from ..respace import sampling_timesteps
+from ..training.config import ConfigError
+from ..two_stage import sample_two_stage, stage_timesteps
 from .conditioning import known_generator
-from .config import ConfigError
-from .masks import DEFAULT_CLASS_WEIGHT_CORRECTION, decode, split, to_uint8_rgb
-from .precision import AUTOCAST_DTYPES
-from .respace import sampling_timesteps
-from .two_stage import sample_two_stage, stage_timesteps
 
 SAMPLERS = ("cold", "ddim", "ddpm")
 

@@ -7,12 +7,12 @@ docstring as its help; the --device flag; and the start of a (possibly distribut
 import argparse
 import sys
 
-from . import dist_util
-from .config import ConfigError
-from .dataset_files import DatasetError
-from .errors import TrainingError
-from .fileio import CheckpointError
-from .logger import configure_logging
+from .. import dist_util
+from ..data.files import DatasetError
+from ..errors import TrainingError
+from ..fileio import CheckpointError
+from ..logger import configure_logging
+from ..training.config import ConfigError
 
 USER_ERRORS = (ConfigError, DatasetError, CheckpointError, TrainingError)
 EXIT_USER_ERROR = 2

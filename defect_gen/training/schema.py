@@ -8,9 +8,9 @@ whole config is :mod:`defect_gen.config`.
 
 import math
 
-from .gaussian_diffusion import MASK_MODES, SCHEDULES, Parameterization
-from .patch_unet import PatchUNetModel
-from .unet import UNetModel
+from ..gaussian_diffusion import MASK_MODES, SCHEDULES, Parameterization
+from ..patch_unet import PatchUNetModel
+from ..unet import UNetModel
 
 # The release's `target` strings, and our short names, mapped to the classes they build.
 MODEL_TARGETS = {
@@ -71,7 +71,7 @@ DEFAULTS = {
         "eval_interval": 10,  # the release's key, accepted and ignored: we log every `log_interval`
         "log_interval": 10,
         "ema_rate": 0.9999,
-        "ema_warmup": False,  # effective rate min(ema_rate, (1 + step) / (10 + step)); see train_util
+        "ema_warmup": False,  # effective rate min(ema_rate, (1 + step) / (10 + step)); see training.loop
         "grad_clip": None,  # max global grad norm; None: no clipping, as the release
         "precision": "fp32",  # fp32 | bf16 | fp16 (autocast)
         "channels_last": False,

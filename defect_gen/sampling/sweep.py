@@ -10,7 +10,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .two_stage import stage_timesteps
+from ..two_stage import stage_timesteps
 
 # layout (pixels)
 SWEEP_MIN_CELL = 96  # tiles are enlarged by an integer factor to at least this side, so labels fit

@@ -18,7 +18,7 @@ import sys
 import time
 
 from . import dist_util
-from .config import ConfigError
+from .training.config import ConfigError
 
 LOCK_NAME = ".defect_gen.lock"
 # atomic_write_bytes writes `.NAME.tmpPID` next to NAME; these are the NAMEs of a run's checkpoints folder.

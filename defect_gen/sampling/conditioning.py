@@ -36,10 +36,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .config import ConfigError
-from .dataset_files import DatasetError, _check_max, _mask_values, _open, _to_rgb, read_mask
-from .dataset_layouts import IMAGE_EXTENSIONS, find_pairs
-from .masks import encode
+from ..data.files import DatasetError, _check_max, _mask_values, _open, _to_rgb, read_mask
+from ..data.layouts import IMAGE_EXTENSIONS, find_pairs
+from ..masks import encode
+from ..training.config import ConfigError
 
 MODES = ("joint", "mask", "inpaint")
 MASK_SOURCES = ("dir", "train", "joint")

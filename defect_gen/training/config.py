@@ -3,7 +3,7 @@ Training configuration: our YAML files and the release's `large_recep.yml` / `sm
 unchanged, validated, overridden from the command line and written into the run folder; the resume
 comparison; the model and diffusion a config describes.
 
-The keys, defaults and value rules themselves are tables in :mod:`defect_gen.config_schema`.
+The keys, defaults and value rules themselves are tables in :mod:`defect_gen.training.schema`.
 """
 
 import copy
@@ -15,7 +15,10 @@ import re
 import blobfile as bf
 import yaml
 
-from .config_schema import (
+from ..gaussian_diffusion import MASK_MODES, SCHEDULES, GaussianDiffusion, Parameterization
+from ..masks import check_channels, num_channels, num_defect_from_channels
+from ..unet import UNetModel
+from .schema import (
     AUTO,
     CHANNEL_KEYS,
     DEFAULTS,
@@ -28,9 +31,6 @@ from .config_schema import (
     RULES,
     TRAINING_KEYS,
 )
-from .gaussian_diffusion import MASK_MODES, SCHEDULES, GaussianDiffusion, Parameterization
-from .masks import check_channels, num_channels, num_defect_from_channels
-from .unet import UNetModel
 
 
 class ConfigError(ValueError):

@@ -1,0 +1,1 @@
+"""Sampling: options, the model pair, generation, conditioning, selection and the sample folder."""

@@ -1,0 +1,1 @@
+"""Training: the loop, checkpoints, the config and its schema, building models and diffusions."""
