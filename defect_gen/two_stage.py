@@ -59,7 +59,7 @@ def sample_two_stage(
     :param eta: DDIM stochasticity.
     :param autocast_dtype: run the models under autocast to this dtype (e.g. torch.bfloat16); the sampler's
         own arithmetic stays in float32.
-    :param known: conditioning (see :mod:`defect_gen.conditioning`): the known clean values [N x C x H x W]
+    :param known: conditioning (see :mod:`defect_gen.sampling.conditioning`): the known clean values [N x C x H x W]
         (RGB in [-1, 1], one-hot mask channels); None (the default) samples unconditionally.
     :param known_weight: how much of each value is known, same shape, in [0, 1]. x_T and the result of
         every step become ``w * q_sample(known, t_prev) + (1 - w) * x``, the clean `known` after the

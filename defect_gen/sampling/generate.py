@@ -176,7 +176,7 @@ def generate(
 def _conditioning(
     plan, batch, seed, pair, large, small, switch_t, sampler, respacing, eta, autocast_dtype, resample
 ):  # fmt: skip
-    """Give sample_two_stage's conditioning arguments for a batch (see defect_gen.conditioning)."""
+    """Give sample_two_stage's conditioning arguments for a batch (see defect_gen.sampling.conditioning)."""
     joint_maps = None
     if plan.needs_joint_masks:
         x = sample_two_stage(

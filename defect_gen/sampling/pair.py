@@ -4,7 +4,7 @@ A large and a small model loaded for sampling, and the checks that they fit one 
 :func:`load_model` builds the model that a checkpoint's config describes (or, for the release's
 checkpoints, the given YAML) and loads its EMA or raw weights with ``strict=True``; :func:`load_pair`
 loads both and :func:`check_compatible` refuses a pair that disagrees on channels, classes or diffusion.
-Which file a path means is :mod:`defect_gen.checkpoints`' to say, reading it :mod:`defect_gen.fileio`'s.
+Which file a path means is :mod:`defect_gen.training.checkpoints`' to say, reading it :mod:`defect_gen.fileio`'s.
 """
 
 import logging

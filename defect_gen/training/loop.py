@@ -78,7 +78,7 @@ class TrainLoop:
     """
     Train one Defect-Gen model (large or small) from a validated config.
 
-    :param cfg: the resolved config (see :mod:`defect_gen.config`).
+    :param cfg: the resolved config (see :mod:`defect_gen.training.config`).
     :param model: the freshly built model (random weights).
     :param diffusion: the GaussianDiffusion.
     :param make_data: a callable start_step -> iterator of (batch, info), the rank's shard.

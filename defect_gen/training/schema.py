@@ -3,7 +3,7 @@ What a training config may hold: every key with its default, the type and range 
 model and diffusion classes its `target` strings name, and the keys that matter when a run resumes.
 
 Plain tables and the :class:`Rule` that checks one value; reading, merging, overriding and checking a
-whole config is :mod:`defect_gen.config`.
+whole config is :mod:`defect_gen.training.config`.
 """
 
 import math
