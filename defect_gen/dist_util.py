@@ -14,7 +14,7 @@ import socket
 import torch
 import torch.distributed as dist
 
-from .training.config import ConfigError
+from .errors import DeviceError
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +33,6 @@ def _free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("", 0))
         return s.getsockname()[1]
-
-
-class DeviceError(ConfigError):
-    """A device asked for that this machine does not have, or a device name not understood."""
 
 
 _requested_index = None

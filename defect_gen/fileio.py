@@ -20,11 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import first_line
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used; the message names the file and the problem."""
+from .errors import CheckpointError, first_line
 
 
 def _is_local(path):

@@ -18,7 +18,7 @@ import sys
 import time
 
 from . import dist_util
-from .training.config import ConfigError
+from .errors import FolderError
 
 LOCK_NAME = ".defect_gen.lock"
 # atomic_write_bytes writes `.NAME.tmpPID` next to NAME; these are the NAMEs of a run's checkpoints folder.
@@ -32,10 +32,6 @@ SAMPLE_TOP = ("grid.png", "manifest.json")
 SAMPLE_TOP_TMP = re.compile(r"^\.(grid\.png|manifest\.json)\.tmp\d+$")
 # Without a parseable owner, a lock file younger than this may be one being written right now.
 UNREADABLE_LOCK_GRACE_S = 60
-
-
-class FolderError(ConfigError):
-    """A folder that cannot be used (locked, not writable, a file, holding foreign files)."""
 
 
 def _is_local(path):

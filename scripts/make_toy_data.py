@@ -6,13 +6,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from defect_gen.data.toy import (  # noqa: E402
-    DEFAULT_MULTI_DEFECT_P,
-    DEFAULT_NUM_DEFECT,
-    LAYOUTS,
-    ToyDataError,
-    write_dataset,
-)
+from defect_gen.data.toy import DEFAULT_MULTI_DEFECT_P, DEFAULT_NUM_DEFECT, LAYOUTS, write_dataset
+from defect_gen.errors import ToyDataError
 
 
 def main(argv=None):

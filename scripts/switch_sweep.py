@@ -21,13 +21,13 @@ from defect_gen.commands.cli import (  # noqa: E402
     start_processes,
     str2bool,
 )
+from defect_gen.errors import ConfigError
 from defect_gen.fileio import write_png  # noqa: E402
 from defect_gen.masks import overlay  # noqa: E402
 from defect_gen.precision import AUTOCAST_DTYPES  # noqa: E402
 from defect_gen.sampling import generate  # noqa: E402
 from defect_gen.sampling.pair import load_pair  # noqa: E402
 from defect_gen.sampling.sweep import sweep_column_label, sweep_figure  # noqa: E402
-from defect_gen.training.config import ConfigError  # noqa: E402
 
 
 def parse_args(argv):

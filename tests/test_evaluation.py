@@ -12,9 +12,10 @@ import torch
 from conftest import load_script
 from PIL import Image
 
+from defect_gen.errors import EvaluationError
 from defect_gen.evaluation import fid, similarity
 from defect_gen.evaluation.augment import CopyPaste, classic_augment, copy_paste
-from defect_gen.evaluation.data import EvaluationError, load_real_split, load_synthetic
+from defect_gen.evaluation.data import load_real_split, load_synthetic
 from defect_gen.evaluation.metrics import (
     ConfusionAccumulator,
     confusion_matrix,

@@ -13,13 +13,14 @@ from PIL import Image
 
 from defect_gen import masks
 from defect_gen.data.dataset import DefectDataset, defect_crop_window, mask_class_weights
-from defect_gen.data.files import DatasetError, read_masks
+from defect_gen.data.files import read_masks
 from defect_gen.data.layouts import find_good_pairs, find_pairs
 from defect_gen.data.toy import write_dataset
+from defect_gen.errors import ConfigError, DatasetError
 from defect_gen.gaussian_diffusion import GaussianDiffusion
 from defect_gen.masks import mask_statistics
 from defect_gen.patch_unet import receptive_field
-from defect_gen.training.config import ConfigError, build_diffusion, build_model, load_config
+from defect_gen.training.config import build_diffusion, build_model, load_config
 from defect_gen.training.loop import TrainLoop, ema_rate_at
 from defect_gen.two_stage import sample_two_stage
 
@@ -367,7 +368,7 @@ def test_release_configs_keep_the_release_behaviour():
 
 
 def test_models_of_a_pair_must_share_the_mask_numerics():
-    from defect_gen.fileio import CheckpointError
+    from defect_gen.errors import CheckpointError
     from defect_gen.sampling.pair import LoadedModel, check_compatible
 
     def loaded(name, kind, *overrides):

@@ -17,6 +17,7 @@ from PIL import Image
 
 from defect_gen.commands.cli import run_cli
 from defect_gen.data.toy import write_dataset
+from defect_gen.errors import SampleFolderError
 from defect_gen.fileio import save_torch, write_png
 from defect_gen.masks import mask_statistics, overlay, palette
 from defect_gen.patch_unet import PatchUNetModel
@@ -234,7 +235,7 @@ def test_summary_table_shows_missing_values_as_dashes():
 
 def test_folder_statistics_name_a_mask_above_the_classes(tmp_path):
     write_png(folder.sample_files(tmp_path, 0)["masks"], np.full((4, 4), 3, dtype=np.uint8))
-    with pytest.raises(folder.SampleFolderError, match="000000.png: holds class 3"):
+    with pytest.raises(SampleFolderError, match="000000.png: holds class 3"):
         folder.folder_mask_stats(tmp_path, [0], num_defect=2)
 
 

@@ -12,12 +12,12 @@ from defect_gen import masks
 from defect_gen.data.toy import (
     ALL_TYPES,
     SURFACES,
-    ToyDataError,
     defect_classes,
     generate_sample,
     generate_surface,
     write_dataset,
 )
+from defect_gen.errors import ToyDataError
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -16,9 +16,10 @@ from conftest import REPO
 from PIL import Image
 
 from defect_gen.data.toy import write_dataset
+from defect_gen.errors import ConfigError
 from defect_gen.fileio import load_torch
 from defect_gen.training.checkpoints import latest_checkpoint
-from defect_gen.training.config import ConfigError, load_config, model_params
+from defect_gen.training.config import load_config, model_params
 from defect_gen.unet import UNetModel
 
 BIN = Path(sys.executable).parent

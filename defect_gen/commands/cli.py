@@ -8,11 +8,8 @@ import argparse
 import sys
 
 from .. import dist_util
-from ..data.files import DatasetError
-from ..errors import TrainingError
-from ..fileio import CheckpointError
+from ..errors import CheckpointError, ConfigError, DatasetError, TrainingError
 from ..logger import configure_logging
-from ..training.config import ConfigError
 
 USER_ERRORS = (ConfigError, DatasetError, CheckpointError, TrainingError)
 EXIT_USER_ERROR = 2

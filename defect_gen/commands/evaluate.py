@@ -22,9 +22,8 @@ import sys
 
 import torch
 
-from ..data.files import DatasetError
+from ..errors import DatasetError, EvaluationError, FolderError
 from ..evaluation import tune
-from ..evaluation.data import EvaluationError
 from ..evaluation.plan import (
     BASELINE_NAMES,
     EvalConfig,
@@ -36,7 +35,7 @@ from ..evaluation.report import write_report
 from ..evaluation.runner import run_evaluation
 from ..evaluation.segtrain import TrainSettings
 from ..evaluation.selection import SELECTIONS
-from ..lock import FolderError, check_writable_folder
+from ..lock import check_writable_folder
 
 
 def parse_args(argv=None):

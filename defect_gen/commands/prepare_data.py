@@ -13,8 +13,9 @@ import sys
 
 import numpy as np
 
-from ..data.files import DatasetError, _mask_values, _open, read_masks
+from ..data.files import _mask_values, _open, read_masks
 from ..data.layouts import check_dataset, write_official
+from ..errors import DatasetError
 from ..masks import mask_statistics
 
 

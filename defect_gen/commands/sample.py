@@ -26,12 +26,12 @@ import os
 import time
 
 from .. import dist_util, lock
+from ..errors import ConfigError
 from ..fileio import atomic_write_text
 from ..masks import DEFAULT_CLASS_WEIGHT_CORRECTION
 from ..precision import AUTOCAST_DTYPES
 from ..sampling import conditioning, folder, generate, keep
 from ..sampling.pair import load_pair
-from ..training.config import ConfigError
 from .cli import add_device_argument, make_parser, run_cli, start_processes, str2bool
 
 

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from .. import masks
-from .files import DatasetError, _check_max, read_pair, resize_pair
+from ..errors import DatasetError
+from .files import _check_max, read_pair, resize_pair
 from .layouts import find_pairs
 
 logger = logging.getLogger(__name__)

@@ -10,17 +10,7 @@ import blobfile as bf
 import numpy as np
 from PIL import Image
 
-
-class DatasetError(ValueError):
-    """
-    A problem with a dataset; the message is one line naming the file (or folder) and what is wrong.
-
-    ``problems`` holds every problem found when several were collected (the message gives the first).
-    """
-
-    def __init__(self, message, problems=None):
-        super().__init__(message)
-        self.problems = list(problems) if problems else [message]
+from ..errors import DatasetError
 
 
 def _open(path):

@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 import blobfile as bf
 import numpy as np
 
+from ..errors import DatasetError
 from ..fileio import write_png
-from .files import DatasetError, _open, _to_rgb, _try_inspect_pair, read_pair
+from .files import _open, _to_rgb, _try_inspect_pair, read_pair
 
 logger = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ToyDataError
 from ..fileio import write_png
 
 logger = logging.getLogger(__name__)
@@ -42,10 +43,6 @@ LAYOUTS = ("official", "mvtec")
 README_MARKER = "# Defect-Gen toy dataset"
 _MIN_SIZE = 16
 _GOOD_STREAM = len(ALL_TYPES)  # rng stream id of the defect-free images
-
-
-class ToyDataError(ValueError):
-    """A bad value given to the toy data generator; the message is one line."""
 
 
 def defect_classes(num_defect=DEFAULT_NUM_DEFECT):

@@ -14,16 +14,13 @@ import numpy as np
 
 from ..data import layouts
 from ..data.files import read_pair, resize_pair
+from ..errors import EvaluationError
 from ..fileio import read_png
 
 logger = logging.getLogger(__name__)
 
 _MULTI_CHANNEL_MODES = {"RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "LA", "PA", "La"}
 _FLOAT_MODES = {"F"}
-
-
-class EvaluationError(ValueError):
-    """A user error in the evaluation's inputs; its message is one line naming file and problem."""
 
 
 @dataclass

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import EvaluationError
+from ..errors import EvaluationError
 
 logger = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ import blobfile as bf
 import numpy as np
 from PIL import Image
 
-from ..data.files import DatasetError
 from ..data.layouts import find_pairs
+from ..errors import DatasetError
 from ..fileio import load_torch
 
 logger = logging.getLogger(__name__)

@@ -9,9 +9,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ..errors import EvaluationError
 from . import fid as fid_lib
 from . import similarity
-from .data import EvaluationError, load_real_split
+from .data import load_real_split
 from .segtrain import TrainSettings
 from .selection import SELECTIONS
 

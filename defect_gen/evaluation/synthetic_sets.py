@@ -8,10 +8,11 @@ import time
 
 import numpy as np
 
+from ..errors import EvaluationError
 from ..masks import mask_statistics
 from . import fid as fid_lib
 from . import similarity
-from .data import EvaluationError, load_synthetic
+from .data import load_synthetic
 from .guard import ValidationIdentity, allowed_problem, check_synthetic_set
 from .plan import ratios
 from .selection import select_synthetic, shortfall_sentences

@@ -17,8 +17,8 @@ import os
 
 import numpy as np
 
+from ..errors import EvaluationError
 from ..fileio import atomic_write_text
-from .data import EvaluationError
 from .metrics import nanmean_or_nan
 from .segtrain import class_weights, train_and_score
 

@@ -36,10 +36,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.files import DatasetError, _check_max, _mask_values, _open, _to_rgb, read_mask
+from ..data.files import _check_max, _mask_values, _open, _to_rgb, read_mask
 from ..data.layouts import IMAGE_EXTENSIONS, find_pairs
+from ..errors import ConfigError, DatasetError
 from ..masks import encode
-from ..training.config import ConfigError
 
 MODES = ("joint", "mask", "inpaint")
 MASK_SOURCES = ("dir", "train", "joint")

@@ -22,10 +22,9 @@ import blobfile as bf
 import numpy as np
 
 from .. import __version__, lock
-from ..errors import first_line
+from ..errors import SampleFolderError, first_line
 from ..fileio import atomic_write_text, read_png, write_png
 from ..masks import colorize, make_grid, mask_statistics, overlay
-from ..training.config import ConfigError
 from .generate import steps_record, to_arrays
 
 SUBDIRS = ("images", "masks", "masks_rgb")
@@ -35,10 +34,6 @@ GRID_MAX_SAMPLES = 64
 GRID_COLUMNS = 8  # tiles: 4 (image, overlay) pairs
 GRID_MIN_TILE = 96  # px; smaller samples are enlarged in the grid
 MANIFEST_FORMAT = "defect-gen-samples/1"
-
-
-class SampleFolderError(ConfigError):
-    """A sample folder that cannot take this run's samples; the message names the folder or file."""
 
 
 # --------------------------------------------------------------------------------------------------

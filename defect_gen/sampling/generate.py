@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import ConfigError
 from ..masks import DEFAULT_CLASS_WEIGHT_CORRECTION, decode, split, to_uint8_rgb
 from ..precision import AUTOCAST_DTYPES
 from ..respace import sampling_timesteps
-from ..training.config import ConfigError
 from ..two_stage import sample_two_stage, stage_timesteps
 from .conditioning import known_generator
 

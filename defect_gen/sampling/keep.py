@@ -18,7 +18,7 @@ skipped; a re-run regenerates missing samples from their recorded seeds and cont
 
 import numpy as np
 
-from ..training.config import ConfigError
+from ..errors import ConfigError
 from .conditioning import parse_counts
 
 KEEP = ("all", "defect", "balanced")

@@ -14,18 +14,11 @@ from typing import Optional
 import blobfile as bf
 import torch
 
-from ..errors import first_line
-from ..fileio import CheckpointError, load_torch
+from ..errors import CheckpointError, ConfigError, first_line
+from ..fileio import load_torch
 from ..masks import DEFAULT_CLASS_WEIGHT_CORRECTION, MaskPriorCorrection, num_channels
 from ..training.checkpoints import resolve_checkpoint
-from ..training.config import (
-    ConfigError,
-    build_diffusion,
-    build_model,
-    model_kind,
-    read_yaml,
-    resolve,
-)
+from ..training.config import build_diffusion, build_model, model_kind, read_yaml, resolve
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,8 @@ import blobfile as bf
 import numpy as np
 import torch
 
-from ..fileio import CheckpointError, atomic_write_text, load_torch, save_torch
+from ..errors import CheckpointError
+from ..fileio import atomic_write_text, load_torch, save_torch
 
 LATEST = "latest"
 

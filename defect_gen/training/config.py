@@ -15,6 +15,7 @@ import re
 import blobfile as bf
 import yaml
 
+from ..errors import ConfigError
 from ..gaussian_diffusion import MASK_MODES, SCHEDULES, GaussianDiffusion, Parameterization
 from ..masks import check_channels, num_channels, num_defect_from_channels
 from ..unet import UNetModel
@@ -31,10 +32,6 @@ from .schema import (
     RULES,
     TRAINING_KEYS,
 )
-
-
-class ConfigError(ValueError):
-    """A configuration problem a user must fix; the message names the file and the key."""
 
 
 def _merge(defaults, given, path, source):

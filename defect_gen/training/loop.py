@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 
 from .. import __version__, dist_util
 from ..data.dataset import mask_class_weights
-from ..errors import TrainingError, first_line
-from ..fileio import CheckpointError, write_png
+from ..errors import CheckpointError, TrainingError, first_line
+from ..fileio import write_png
 from ..masks import (
     DEFAULT_CLASS_WEIGHT_CORRECTION,
     MaskPriorCorrection,
