@@ -47,7 +47,8 @@ def train(work_dir, data_dir, *extra, config="configs/tiny_large.yaml", fault=No
     e = env()
     if fault:
         e["DEFECT_GEN_FAULT"] = fault
-    cmd = [*launcher, sys.executable, str(REPO / "scripts" / "train.py"), "--config", str(REPO / config),
+    script = REPO / "tests" / "fault_train.py" if fault else REPO / "scripts" / "train.py"
+    cmd = [*launcher, sys.executable, str(script), "--config", str(REPO / config),
            "--work_dir", str(work_dir), "--data_dir", str(data_dir), *FAST, *extra]  # fmt: skip
     return subprocess.run(cmd, capture_output=True, text=True, env=e, cwd=REPO, timeout=300)
 

@@ -9,8 +9,6 @@ in the checkpoint, so stopping and resuming gives the parameters an uninterrupte
 
 import copy
 import logging
-import os
-import signal
 import time
 
 import blobfile as bf
@@ -48,7 +46,6 @@ from .config import model_kind
 logger = logging.getLogger(__name__)
 
 DEFAULT_CLASS_WEIGHT_CAP = 10.0  # train.mask_class_weight_cap when not set
-FAULT_ENV = "DEFECT_GEN_FAULT"  # test hook: "kill_after_save:STEP" or "kill_during_save:STEP"
 
 
 def ema_rate_at(rate, step, warmup):
@@ -62,16 +59,6 @@ def ema_rate_at(rate, step, warmup):
     behind from the initial weights. A pure function of the step, so resume stays exact.
     """
     return min(rate, (1 + step) / (10 + step)) if warmup else rate
-
-
-def _fault(kind, step):
-    """Tell whether the FAULT_ENV test hook asks for `kind` at `step`."""
-    spec = os.environ.get(FAULT_ENV, "")
-    return spec == f"{kind}:{step}"
-
-
-def _kill_self():
-    os.kill(os.getpid(), signal.SIGKILL)
 
 
 class TrainLoop:
@@ -260,8 +247,6 @@ class TrainLoop:
                 self.forward, batch, t, noise, mask_class_weights=self._mask_weight_tensor
             )
         loss = losses["loss"].mean()
-        if _fault(f"nan_loss_rank{self.rank}", self.step + 1):
-            loss = loss * float("nan")
         self._stop_if_not_finite(loss)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -370,12 +355,9 @@ class TrainLoop:
             "world_size": self.world_size,
             "version": __version__,
         }
-        interrupt = _kill_self if _fault("kill_during_save", self.step) else None
-        path = write_checkpoint(state, self.work_dir, self.step, interrupt=interrupt)
+        path = write_checkpoint(state, self.work_dir, self.step)
         self.writer.event("checkpoint", step=self.step, path=path)
         self._prune()
-        if _fault("kill_after_save", self.step):
-            _kill_self()
         dist_util.barrier()
         return path
 
