@@ -23,8 +23,14 @@ from PIL import Image
 from .errors import CheckpointError, first_line
 
 
-def _is_local(path):
+def is_local_path(path):
+    """Tell whether `path` is on this machine's file system (not a URL such as gs://bucket/x)."""
     return "://" not in str(path)
+
+
+def absolute_path(path):
+    """Give a local path made absolute, a URL as it is (for records that must name the same file)."""
+    return os.path.abspath(path) if is_local_path(path) else str(path)
 
 
 def atomic_write_bytes(path, data, *, interrupt=None):
@@ -34,7 +40,7 @@ def atomic_write_bytes(path, data, *, interrupt=None):
     :param interrupt: a test hook called once half of the bytes are on disk (to inject a crash mid-write).
     """
     path = str(path)
-    if not _is_local(path):
+    if not is_local_path(path):
         with bf.BlobFile(path, "wb") as f:
             f.write(data)
         return

@@ -19,6 +19,7 @@ import time
 
 from . import dist_util
 from .errors import FolderError
+from .fileio import is_local_path
 
 LOCK_NAME = ".defect_gen.lock"
 # atomic_write_bytes writes `.NAME.tmpPID` next to NAME; these are the NAMEs of a run's checkpoints folder.
@@ -32,10 +33,6 @@ SAMPLE_TOP = ("grid.png", "manifest.json")
 SAMPLE_TOP_TMP = re.compile(r"^\.(grid\.png|manifest\.json)\.tmp\d+$")
 # Without a parseable owner, a lock file younger than this may be one being written right now.
 UNREADABLE_LOCK_GRACE_S = 60
-
-
-def _is_local(path):
-    return "://" not in str(path)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -59,7 +56,7 @@ def check_writable_folder(path, what):
     :param what: how the user named it, e.g. "--work_dir".
     """
     path = str(path)
-    if not _is_local(path):
+    if not is_local_path(path):
         return
     if os.path.exists(path):
         if not os.path.isdir(path):
@@ -77,7 +74,7 @@ def check_writable_folder(path, what):
 def check_writable_file(path, what):
     """Raise FolderError unless the file `path` can be written (its folder exists or can be made)."""
     path = str(path)
-    if not _is_local(path):
+    if not is_local_path(path):
         return
     if os.path.isdir(path):
         raise FolderError(f"{what} {path}: is a folder, not a file")
@@ -139,7 +136,7 @@ class FolderLock:
 
     def acquire(self):
         """Take the lock; FolderError naming the holder when another live process has it."""
-        if not _is_local(self.folder) or self.held:
+        if not is_local_path(self.folder) or self.held:
             return self
         record = json.dumps(
             {
@@ -212,7 +209,7 @@ def remove_stale_temp_files(work_dir):
     removed = []
     for sub, pattern in (("checkpoints", CHECKPOINT_TMP), ("", RUN_TMP), ("samples", PREVIEW_TMP)):
         folder = os.path.join(str(work_dir), sub) if sub else str(work_dir)
-        if not _is_local(folder) or not os.path.isdir(folder):
+        if not is_local_path(folder) or not os.path.isdir(folder):
             continue
         for name in sorted(os.listdir(folder)):
             path = os.path.join(folder, name)

@@ -26,6 +26,7 @@ from defect_gen.commands.cli import (
 from defect_gen.fileio import write_png  # noqa: E402
 from defect_gen.masks import colorize, overlay  # noqa: E402
 from defect_gen.sampling import conditioning, generate  # noqa: E402
+from defect_gen.sampling.options import SamplingOptions  # noqa: E402
 from defect_gen.sampling.pair import load_pair  # noqa: E402
 from defect_gen.sampling.sweep import sweep_figure  # noqa: E402
 
@@ -65,11 +66,11 @@ def main(argv=None):
     rows[0] += [np.full_like(good, 255)] * (args.num - len(rows[0]))
     for mode, plan in plans.items():
         row = []
-        for _, x in generate.generate(
-            pair, list(range(args.num)), switch_t=args.step_inference, seed=args.seed,
-            batch_size=args.num, timestep_respacing=args.timestep_respacing, plan=plan,
-            resample=args.resample if plan else 0,
-        ):  # fmt: skip
+        options = SamplingOptions.create(
+            pair.num_timesteps, switch_t=args.step_inference, seed=args.seed, batch_size=args.num,
+            timestep_respacing=args.timestep_respacing, resample=args.resample if plan else 0,
+        )  # fmt: skip
+        for _, x in generate.generate(pair, list(range(args.num)), options, plan=plan):
             images, masks = generate.to_arrays(x)
             for image, mask in zip(images, masks):
                 row.append(overlay(image, mask, 0.5, colours) if mode == "joint" else image)

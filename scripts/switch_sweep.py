@@ -26,6 +26,7 @@ from defect_gen.fileio import write_png  # noqa: E402
 from defect_gen.masks import overlay  # noqa: E402
 from defect_gen.precision import AUTOCAST_DTYPES  # noqa: E402
 from defect_gen.sampling import generate  # noqa: E402
+from defect_gen.sampling.options import SAMPLER_NAMES, SamplingOptions  # noqa: E402
 from defect_gen.sampling.pair import load_pair  # noqa: E402
 from defect_gen.sampling.sweep import sweep_column_label, sweep_figure  # noqa: E402
 
@@ -43,7 +44,7 @@ def parse_args(argv):
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timestep_respacing", default="50")
-    p.add_argument("--sampler", choices=generate.SAMPLERS, default="cold")
+    p.add_argument("--sampler", choices=SAMPLER_NAMES, default="cold")
     p.add_argument("--eta", type=float, default=0.0)
     p.add_argument("--use_ema", type=str2bool, default=True)
     p.add_argument("--precision", choices=tuple(AUTOCAST_DTYPES), default="fp32")
@@ -68,24 +69,19 @@ def main(argv=None):
     )  # fmt: skip
     columns = []
     for switch_t in steps:
-        params = generate.generation_params(
-            pair, switch_t=switch_t, sampler=args.sampler, timestep_respacing=args.timestep_respacing,
-            eta=args.eta, seed=args.seed, precision=args.precision,
+        options = SamplingOptions.create(
+            pair.num_timesteps, switch_t=switch_t, sampler=args.sampler,
+            timestep_respacing=args.timestep_respacing, eta=args.eta, seed=args.seed,
+            precision=args.precision, batch_size=args.num_seeds,
         )  # fmt: skip
-        indices = list(range(args.num_seeds))
-        ((_, x),) = generate.generate(
-            pair, indices, switch_t=switch_t, seed=args.seed, batch_size=len(indices),
-            sampler=args.sampler, timestep_respacing=params["timestep_respacing"], eta=args.eta,
-            precision=args.precision,
-        )  # fmt: skip
+        ((_, x),) = generate.generate(pair, list(range(args.num_seeds)), options)
         images, index_maps = generate.to_arrays(x)
         columns.append(
             [overlay(im, m, 0.5, pair.num_defect + 1) for im, m in zip(images, index_maps)]
         )
         print(f"S={switch_t}: done", flush=True)
     tiles = [[col[r] for col in columns] for r in range(args.num_seeds)]
-    respacing = generate.normalise_respacing(pair.num_timesteps, args.timestep_respacing)
-    labels = [sweep_column_label(pair.num_timesteps, s, respacing) for s in steps]
+    labels = [sweep_column_label(pair.num_timesteps, s, options.timestep_respacing) for s in steps]
     figure = sweep_figure(tiles, labels, [f"seed {args.seed + r}" for r in range(args.num_seeds)])
     write_png(args.out, figure)
     print(f"wrote {args.out}: {len(steps)} switch values x {args.num_seeds} seeds", flush=True)

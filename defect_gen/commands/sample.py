@@ -21,6 +21,7 @@ Selection (see defect_gen/sampling/keep.py):
     --keep balanced [--quota Crack=10,Break=5]   fill per-class quotas (default: training class shares)
 """
 
+import dataclasses
 import json
 import os
 import time
@@ -31,6 +32,7 @@ from ..fileio import atomic_write_text
 from ..masks import DEFAULT_CLASS_WEIGHT_CORRECTION
 from ..precision import AUTOCAST_DTYPES
 from ..sampling import conditioning, folder, generate, keep
+from ..sampling.options import SAMPLER_NAMES, SamplingOptions
 from ..sampling.pair import load_pair
 from .cli import add_device_argument, make_parser, run_cli, start_processes, str2bool
 
@@ -56,7 +58,7 @@ def parse_args(argv):
         "--batch_size", type=int, default=8, help="samples per forward pass, per process"
     )
     p.add_argument("--seed", type=int, default=0, help="sample i is drawn from seed + i")
-    p.add_argument("--sampler", choices=generate.SAMPLERS, default="cold")
+    p.add_argument("--sampler", choices=SAMPLER_NAMES, default="cold")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity")
     p.add_argument(
         "--timestep_respacing",
@@ -155,8 +157,35 @@ def _correction(args):
     return DEFAULT_CLASS_WEIGHT_CORRECTION if given is None else given
 
 
-def _sample(args, started, device, rank, world, folder_lock):
+@dataclasses.dataclass
+class _Job:
+    """What a sampling run is to do: the models, the conditioning plan, the options and the counts."""
 
+    pair: object
+    plan: object  # a conditioning.Plan, or None in the joint mode
+    options: SamplingOptions
+    params: dict  # what decides the samples' content: the manifest's "generation"
+    quotas: object
+    num_samples: int
+    training: dict  # the training mask statistics of the checkpoints, or None
+    manifest: dict = None
+    selection: object = None  # a keep.Selection with --keep defect|balanced
+
+
+def _sample(args, started, device, rank, world, folder_lock):
+    job = _plan(args, device, rank)
+    _prepare_folder(args, job, device, rank, world, folder_lock)
+    load_s = time.perf_counter() - started
+    generated, calls, generate_s = _generate_missing(args, job, device, rank, world)
+    generated = sorted(i for part in dist_util.all_gather_object(generated) for i in part)
+    all_calls = dist_util.all_gather_object(calls)
+    if rank == 0:
+        _finish(args, job, generated, all_calls, load_s, generate_s, world)
+    dist_util.cleanup()
+
+
+def _load(args, device):
+    """Give the model pair; ConfigError when --class_weight_correction cannot apply to it."""
     pair = load_pair(
         args.large_recep, args.small_recep, large_config=args.large_recep_config,
         small_config=args.small_recep_config, use_ema=args.use_ema, num_defect=args.num_defect,
@@ -170,6 +199,12 @@ def _sample(args, started, device, rank, world, folder_lock):
             "weights on cross-entropy mask logits (train.mask_class_weight_power > 0, mask_mode "
             "consistent)"
         )
+    return pair
+
+
+def _plan(args, device, rank):
+    """Load the models and decide what the run generates: give the _Job."""
+    pair = _load(args, device)
     plan = conditioning.build_plan(
         pair, mode=args.mode, mask_source=args.mask_source, masks=args.masks,
         good_dir=args.good_dir, data_dir=args.data_dir, band=args.band, per_class=args.per_class,
@@ -193,65 +228,78 @@ def _sample(args, started, device, rank, world, folder_lock):
             num_samples = total
     if args.keep == "all" and args.max_candidates is not None:
         raise ConfigError("--max_candidates applies to --keep defect|balanced only")
-    params = generate.generation_params(
-        pair, switch_t=args.step_inference, sampler=args.sampler,
+    options = SamplingOptions.create(
+        pair.num_timesteps, switch_t=args.step_inference, sampler=args.sampler,
         timestep_respacing=args.timestep_respacing, eta=args.eta, seed=args.seed,
-        use_ema=args.use_ema, precision=args.precision,
-        class_weight_correction=_correction(args),
+        use_ema=args.use_ema, precision=args.precision, class_weight_correction=_correction(args),
+        batch_size=args.batch_size, resample=args.resample,
+        progress=rank == 0 and not args.no_progress,
     )  # fmt: skip
+    params = options.to_manifest(pair)
     if plan is not None:  # the joint mode's parameters stay as they were
         params.update(plan.params)
     if args.keep != "all":
         params.update(keep=args.keep, quotas=quotas)
+    return _Job(pair, plan, options, params, quotas, num_samples, training)
+
+
+def _prepare_folder(args, job, device, rank, world, folder_lock):
+    """Check the folder against the job, lock it and write the "running" manifest (rank 0)."""
     old = None
     # every rank checks, so all raise alike and none waits alone
     if args.overwrite:
         lock.check_no_foreign_files(args.sample_dir, _manifest_or_none(args.sample_dir))
     else:
-        folder.check_folder(args.sample_dir, params)
+        folder.check_folder(args.sample_dir, job.params)
         old = folder.read_manifest(args.sample_dir)
-    manifest = folder.base_manifest(
-        pair, params, num_samples=num_samples, batch_size=args.batch_size, world_size=world,
-        device=device,
-    )  # fmt: skip
-    manifest["mode"] = args.mode
-    sel = None
-    if args.keep != "all":
-        sel = keep.Selection.restore(
-            (old or {}).get("selection"), args.keep, num_samples, pair.classes, quotas, args.seed
-        )
-        manifest["seeds"] = (
-            f"candidate j is drawn from seed {args.seed} + j; the kept candidates are samples 0, 1, .. "
-            "in order (selection.kept), the others are listed in selection.skipped_seeds"
-        )
-        manifest["selection"] = sel.record(_records(plan, sel))
-    elif plan is not None:
-        manifest["samples"] = [{"index": i, **plan.record(i)} for i in range(num_samples)]
+    job.manifest = _manifest(args, job, old, device, world)
     error = None
     if rank == 0:
         try:
             os.makedirs(args.sample_dir, exist_ok=True)
             folder_lock.acquire()
             if not args.overwrite:  # again under the lock: another run may have written meanwhile
-                folder.check_folder(args.sample_dir, params)
+                folder.check_folder(args.sample_dir, job.params)
         except ConfigError as exc:
             error = exc
     lock.agree_on_error(error)
     if rank == 0:
         if args.overwrite:
             folder.clear_folder(args.sample_dir)
-        folder.write_manifest(args.sample_dir, manifest)
+        folder.write_manifest(args.sample_dir, job.manifest)
     dist_util.barrier()
-    load_s = time.perf_counter() - started
 
-    kw = dict(
-        switch_t=args.step_inference, seed=args.seed, batch_size=args.batch_size,
-        sampler=args.sampler, timestep_respacing=params["timestep_respacing"], eta=args.eta,
-        precision=args.precision, progress=rank == 0 and not args.no_progress, plan=plan,
-        resample=args.resample,
+
+def _manifest(args, job, old, device, world):
+    """Give the manifest before sampling; restore the selection of `old` into job.selection."""
+    manifest = folder.base_manifest(
+        job.pair, job.options, job.params, num_samples=job.num_samples, world_size=world,
+        device=device,
     )  # fmt: skip
+    manifest["mode"] = args.mode
+    if args.keep != "all":
+        job.selection = keep.Selection.restore(
+            (old or {}).get("selection"), args.keep, job.num_samples, job.pair.classes, job.quotas,
+            args.seed,
+        )  # fmt: skip
+        manifest["seeds"] = (
+            f"candidate j is drawn from seed {args.seed} + j; the kept candidates are samples 0, 1, .. "
+            "in order (selection.kept), the others are listed in selection.skipped_seeds"
+        )
+        manifest["selection"] = job.selection.record(_records(job.plan, job.selection))
+    elif job.plan is not None:
+        manifest["samples"] = [{"index": i, **job.plan.record(i)} for i in range(job.num_samples)]
+    return manifest
+
+
+def _generate_missing(args, job, device, rank, world):
+    """
+    Generate this rank's missing samples (then, with --keep, new candidates); give (the indices it
+    wrote, its model calls or None, the seconds generation took).
+    """
+    pair, sel, num_samples = job.pair, job.selection, job.num_samples
     calls = [] if args.call_log else None
-    steps = manifest["steps"]
+    steps = job.manifest["steps"]
     if sel is None:
         todo = folder.missing_indices(args.sample_dir, range(rank, num_samples, world))
         total_todo = sum(dist_util.all_gather_object(len(todo)))
@@ -271,53 +319,56 @@ def _sample(args, started, device, rank, world, folder_lock):
             f"(switch {args.step_inference}), {args.sampler} sampler, {pair.resolution} px",
             flush=True,
         )
-    gen_started = time.perf_counter()
+    started = time.perf_counter()
     if sel is None:
-        for batch, x in generate.generate(pair, todo, call_log=calls, **kw):
+        for batch, x in generate.generate(pair, todo, job.options, call_log=calls, plan=job.plan):
             folder.write_samples(args.sample_dir, batch, x, pair.num_defect)
     else:
         output = {kept[i]: i for i in todo}
-        for batch, x in generate.generate(pair, [kept[i] for i in todo], call_log=calls, **kw):
+        candidates = [kept[i] for i in todo]
+        for batch, x in generate.generate(
+            pair, candidates, job.options, call_log=calls, plan=job.plan
+        ):
             folder.write_samples(args.sample_dir, [output[j] for j in batch], x, pair.num_defect)
-        todo = todo + _select(args, pair, sel, manifest, plan, calls, kw, rank, world, num_samples)
+        todo = todo + _select(args, job, calls, rank, world)
     dist_util.barrier()
-    generate_s = time.perf_counter() - gen_started
-    generated = sorted(i for part in dist_util.all_gather_object(todo) for i in part)
-    all_calls = dist_util.all_gather_object(calls)
+    return todo, calls, time.perf_counter() - started
 
-    if rank == 0:
-        indices = list(range(num_samples))
-        stats = folder.folder_mask_stats(args.sample_dir, indices, pair.num_defect)
-        folder.write_grid(args.sample_dir, indices, pair.num_defect)
-        timing = folder.timing_record(load_s, generate_s, len(generated))
-        manifest.update(
-            status="complete", timing=timing, generated_mask_stats=stats,
-            last_run={"generated": generated, "skipped": num_samples - len(generated)},
-        )  # fmt: skip
-        inside = _relative_inside(args.call_log, args.sample_dir) if args.call_log else None
-        if inside:  # the tool wrote it: a later --overwrite may remove it
-            manifest["files"] = [inside]
-        folder.write_manifest(args.sample_dir, manifest)
-        if args.call_log:
-            lines = [
-                json.dumps({"rank": r, **call}) for r, part in enumerate(all_calls) for call in part
-            ]
-            atomic_write_text(args.call_log, "".join(line + "\n" for line in lines))
-        rate = f"{timing['samples_per_s']:.3f} samples/s" if timing["samples_per_s"] else "-"
-        chosen = ""
-        if sel is not None:
-            chosen = (
-                f"; --keep {args.keep} kept {len(sel.kept)} of {sel.next} candidates "
-                f"({len(sel.skipped)} seeds skipped)"
-            )
-        print(
-            f"done: {len(generated)} samples generated in {generate_s:.1f} s ({rate}, {world} process(es)), "
-            f"{num_samples - len(generated)} kept{chosen}; loading took {load_s:.1f} s; "
-            f"folder {args.sample_dir}\n"
-            + folder.format_stats_table(pair.classes, stats, training),
-            flush=True,
+
+def _finish(args, job, generated, all_calls, load_s, generate_s, world):
+    """Write the grid, the complete manifest and the call log; print the summary (rank 0)."""
+    pair, sel, num_samples, manifest = job.pair, job.selection, job.num_samples, job.manifest
+    indices = list(range(num_samples))
+    stats = folder.folder_mask_stats(args.sample_dir, indices, pair.num_defect)
+    folder.write_grid(args.sample_dir, indices, pair.num_defect)
+    timing = folder.timing_record(load_s, generate_s, len(generated))
+    manifest.update(
+        status="complete", timing=timing, generated_mask_stats=stats,
+        last_run={"generated": generated, "skipped": num_samples - len(generated)},
+    )  # fmt: skip
+    inside = _relative_inside(args.call_log, args.sample_dir) if args.call_log else None
+    if inside:  # the tool wrote it: a later --overwrite may remove it
+        manifest["files"] = [inside]
+    folder.write_manifest(args.sample_dir, manifest)
+    if args.call_log:
+        lines = [
+            json.dumps({"rank": r, **call}) for r, part in enumerate(all_calls) for call in part
+        ]
+        atomic_write_text(args.call_log, "".join(line + "\n" for line in lines))
+    rate = f"{timing['samples_per_s']:.3f} samples/s" if timing["samples_per_s"] else "-"
+    chosen = ""
+    if sel is not None:
+        chosen = (
+            f"; --keep {args.keep} kept {len(sel.kept)} of {sel.next} candidates "
+            f"({len(sel.skipped)} seeds skipped)"
         )
-    dist_util.cleanup()
+    print(
+        f"done: {len(generated)} samples generated in {generate_s:.1f} s ({rate}, {world} process(es)), "
+        f"{num_samples - len(generated)} kept{chosen}; loading took {load_s:.1f} s; "
+        f"folder {args.sample_dir}\n"
+        + folder.format_stats_table(pair.classes, stats, job.training),
+        flush=True,
+    )
 
 
 def _records(plan, sel):
@@ -325,13 +376,14 @@ def _records(plan, sel):
     return {j: plan.record(j) for j, _ in sel.kept} if plan is not None else {}
 
 
-def _select(args, pair, sel, manifest, plan, calls, kw, rank, world, num_samples):
+def _select(args, job, calls, rank, world):
     """
     Judge candidates in blocks of world x batch_size until the selection is done; each rank generates
     every world-th candidate of a block and writes the kept ones. Give the output indices this rank wrote.
     """
+    pair, sel, manifest = job.pair, job.selection, job.manifest
     written = []
-    limit = args.max_candidates or keep.MAX_CANDIDATES_FACTOR * num_samples
+    limit = args.max_candidates or keep.MAX_CANDIDATES_FACTOR * job.num_samples
     while not sel.done:
         if sel.next >= limit:
             raise ConfigError(
@@ -341,7 +393,9 @@ def _select(args, pair, sel, manifest, plan, calls, kw, rank, world, num_samples
             )
         block = list(range(sel.next, min(sel.next + world * args.batch_size, limit)))
         mine, found = {}, {}
-        for batch, x in generate.generate(pair, block[rank::world], call_log=calls, **kw):
+        for batch, x in generate.generate(
+            pair, block[rank::world], job.options, call_log=calls, plan=job.plan
+        ):
             index_maps = generate.to_arrays(x)[1]
             for b, j in enumerate(batch):
                 mine[j] = x[b : b + 1]
@@ -353,7 +407,7 @@ def _select(args, pair, sel, manifest, plan, calls, kw, rank, world, num_samples
             if i is not None and j in mine:
                 folder.write_samples(args.sample_dir, [i], mine[j], pair.num_defect)
                 written.append(i)
-        manifest["selection"] = sel.record(_records(plan, sel))
+        manifest["selection"] = sel.record(_records(job.plan, sel))
         if rank == 0:  # progress, so that a killed run resumes from here
             folder.write_manifest(args.sample_dir, manifest)
     return written

@@ -32,7 +32,7 @@ from PIL import Image
 
 from ..data.layouts import find_pairs
 from ..errors import DatasetError
-from ..fileio import load_torch
+from ..fileio import is_local_path, load_torch
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def allowed_problem(problem):
 
 def _local(path):
     path = str(path)
-    return path if "://" in path else os.path.realpath(path)
+    return os.path.realpath(path) if is_local_path(path) else path
 
 
 def pixel_digest(path):

@@ -27,7 +27,6 @@ forward noise of the known part (seed + j, KNOWN_STREAM). So every choice depend
 the batch or process count, and the unconditional noise stream (seed + j) is not touched.
 """
 
-import os
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -39,6 +38,7 @@ from PIL import Image
 from ..data.files import _check_max, _mask_values, _open, _to_rgb, read_mask
 from ..data.layouts import IMAGE_EXTENSIONS, find_pairs
 from ..errors import ConfigError, DatasetError
+from ..fileio import absolute_path
 from ..masks import encode
 
 MODES = ("joint", "mask", "inpaint")
@@ -367,7 +367,7 @@ def build_plan(
         files = _image_files(masks, "--masks")
         plan.masks = [(path, read_index_mask(path, k, res)) for path in files]
         params["masks"] = {
-            "dir": os.path.abspath(masks) if "://" not in str(masks) else str(masks),
+            "dir": absolute_path(masks),
             "files": [bf.basename(p) for p in files],
         }
     elif mask_source == "train":
@@ -398,7 +398,7 @@ def build_plan(
         plan.band = default_band(res) if band is None else int(band)
         if plan.band < 0:
             raise ConfigError(f"--band must be at least 0 pixels, got {band}")
-        params["good_dir"] = os.path.abspath(good_dir) if "://" not in str(good_dir) else good_dir
+        params["good_dir"] = absolute_path(good_dir)
         params["good_images"] = len(files)
         params["band"] = plan.band
         params["strict_size"] = bool(strict_size)

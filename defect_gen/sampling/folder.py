@@ -11,7 +11,7 @@ A sample folder (see docs/ARCHITECTURE.md, "sample folder"):
 
 A sample is complete when its three files exist and decode; re-running a command generates only the
 incomplete ones. The manifest is written before the first sample and holds the generation parameters
-(:func:`defect_gen.sampling.generation_params`), so a folder never mixes samples of two different
+(:meth:`defect_gen.sampling.options.SamplingOptions.to_manifest`), so a folder never mixes samples of two different
 settings. Every file is written atomically.
 """
 
@@ -80,20 +80,25 @@ def timing_record(load_s, generate_s, num_generated):
     }
 
 
-def base_manifest(pair, params, *, num_samples, batch_size, world_size, device):
-    """Give the manifest written before sampling starts (status "running")."""
-    g = params
+def base_manifest(pair, options, params, *, num_samples, world_size, device):
+    """
+    Give the manifest written before sampling starts (status "running").
+
+    :param options: the run's SamplingOptions.
+    :param params: the parameters that decide the samples' content: ``options.to_manifest(pair)`` and
+        those of the conditioning and selection.
+    """
     return {
         "format": MANIFEST_FORMAT,
         "version": __version__,
         "status": "running",
         "generation": params,
         "num_samples": int(num_samples),
-        "seeds": f"sample i is drawn from seed {g['seed']} + i",
+        "seeds": f"sample i is drawn from seed {options.seed} + i",
         "classes": pair.classes,
-        "steps": steps_record(pair.num_timesteps, g["step_inference"], g["timestep_respacing"]),
+        "steps": steps_record(pair.num_timesteps, options.switch_t, options.timestep_respacing),
         "diffusion": dict(pair.large.diffusion_params),
-        "batch_size": int(batch_size),
+        "batch_size": int(options.batch_size),
         "world_size": int(world_size),
         "device": str(device),
         "training_data_stats": {"large": pair.large.data_stats, "small": pair.small.data_stats},
