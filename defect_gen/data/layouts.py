@@ -135,6 +135,55 @@ def check_dataset(
     when no layout was found. Bad argument values raise DatasetError.
     """
     data_dir = str(data_dir)
+    classes = _check_arguments(num_defect, classes, num_image_train)
+    try:
+        layout, image_root, mask_root = _detect_layout(data_dir)
+    except DatasetError as exc:
+        return None, [str(exc)]
+
+    problems = []
+    folders, all_types = _type_folders(layout, image_root, mask_root, problems)
+    binary = layout == "mvtec"
+    type_class = {}
+    if binary:
+        classes, type_class, num_defect = _type_classes(
+            data_dir, folders, all_types, classes, num_defect, problems
+        )
+    elif classes is not None and num_defect is not None and len(classes) != num_defect:
+        problems.append(
+            f"{data_dir}: classes names {len(classes)} classes but num_defect={num_defect}"
+        )
+    max_value = num_defect if num_defect is not None else (len(classes) if classes else None)
+
+    counts, candidates = _candidates(layout, folders, num_image_train, problems)
+    if binary:
+        candidates = [c for c in candidates if c[0] in type_class]
+    mask_counts = [None] * len(candidates)
+    if check_files and candidates:
+        jobs = [(image, mask, binary, max_value) for _, image, mask in candidates]
+        with concurrent.futures.ThreadPoolExecutor(min(_CHECK_THREADS, len(jobs))) as pool:
+            results = list(pool.map(_try_inspect_pair, jobs))
+        mask_counts = [c for c, _ in results]
+        problems += [p for _, p in results if p is not None]
+    pairs, largest = _classified_pairs(candidates, mask_counts, type_class, binary, check_files)
+
+    if num_defect is None:
+        if classes:
+            num_defect = len(classes)
+        elif largest:
+            num_defect = largest
+    names = list(classes or [])
+    names += [f"class_{k}" for k in range(len(names) + 1, (num_defect or 0) + 1)]
+
+    if not pairs and not problems:
+        problems.append(f"{data_dir}: no image/mask pairs found")
+    index = DatasetIndex(data_dir, layout, names, pairs, num_defect, counts)
+    _log_index(index, type_class)
+    return index, problems
+
+
+def _check_arguments(num_defect, classes, num_image_train):
+    """Raise DatasetError on a bad argument of check_dataset; give `classes` as strings (or None)."""
     if num_defect is not None and (int(num_defect) != num_defect or num_defect < 1):
         raise DatasetError(f"num_defect must be a positive integer, got {num_defect!r}")
     if num_image_train is not None and (
@@ -146,43 +195,37 @@ def check_dataset(
         repeated = sorted({c for c in classes if classes.count(c) > 1})
         if repeated:
             raise DatasetError(f"classes lists {', '.join(repeated)} more than once: {classes}")
+    return classes
 
-    try:
-        layout, image_root, mask_root = _detect_layout(data_dir)
-    except DatasetError as exc:
-        return None, [str(exc)]
 
-    problems = []
-    folders, all_types = _type_folders(layout, image_root, mask_root, problems)
-    binary = layout == "mvtec"
-
+def _type_classes(data_dir, folders, all_types, classes, num_defect, problems):
+    """
+    Give (classes, {defect type: class id}, num_defect) of a binary-mask (MVTec) layout, where the
+    type folder names the class; problems found are appended to `problems`.
+    """
+    # All type folders count, so that a broken folder does not shift the others' class ids.
+    classes = list(classes) if classes is not None else all_types
     type_class = {}
-    if binary:
-        # All type folders count, so that a broken folder does not shift the others' class ids.
-        classes = list(classes) if classes is not None else all_types
-        for defect_type, image_dir, _ in folders:
-            if defect_type not in classes:
-                problems.append(
-                    f"{image_dir}: defect type {defect_type!r} is not in classes {classes}"
-                )
-                continue
-            type_class[defect_type] = classes.index(defect_type) + 1
-            if num_defect is not None and type_class[defect_type] > num_defect:
-                problems.append(
-                    f"{image_dir}: defect type {defect_type!r} has class id "
-                    f"{type_class[defect_type]} > num_defect={num_defect}"
-                )
-        unused = [c for c in classes if c not in all_types]
-        if unused:
-            logger.info("classes without a type folder in %s: %s", data_dir, ", ".join(unused))
-        if num_defect is None:
-            num_defect = len(classes)
-    elif classes is not None and num_defect is not None and len(classes) != num_defect:
-        problems.append(
-            f"{data_dir}: classes names {len(classes)} classes but num_defect={num_defect}"
-        )
-    max_value = num_defect if num_defect is not None else (len(classes) if classes else None)
+    for defect_type, image_dir, _ in folders:
+        if defect_type not in classes:
+            problems.append(f"{image_dir}: defect type {defect_type!r} is not in classes {classes}")
+            continue
+        type_class[defect_type] = classes.index(defect_type) + 1
+        if num_defect is not None and type_class[defect_type] > num_defect:
+            problems.append(
+                f"{image_dir}: defect type {defect_type!r} has class id "
+                f"{type_class[defect_type]} > num_defect={num_defect}"
+            )
+    unused = [c for c in classes if c not in all_types]
+    if unused:
+        logger.info("classes without a type folder in %s: %s", data_dir, ", ".join(unused))
+    if num_defect is None:
+        num_defect = len(classes)
+    return classes, type_class, num_defect
 
+
+def _candidates(layout, folders, num_image_train, problems):
+    """Give ({type: (images, selected)}, [(type, image, mask)]): the pairs matched by name, per type."""
     counts, candidates = {}, []
     for defect_type, image_dir, mask_dir in folders:
         matched, num_images = _pair_folder(layout, image_dir, mask_dir, problems)
@@ -198,17 +241,15 @@ def check_dataset(
         candidates += [
             (defect_type, image, mask) for image, mask in selected if image is not None and mask
         ]
-    if binary:
-        candidates = [c for c in candidates if c[0] in type_class]
+    return counts, candidates
 
-    mask_counts = [None] * len(candidates)
-    if check_files and candidates:
-        jobs = [(image, mask, binary, max_value) for _, image, mask in candidates]
-        with concurrent.futures.ThreadPoolExecutor(min(_CHECK_THREADS, len(jobs))) as pool:
-            results = list(pool.map(_try_inspect_pair, jobs))
-        mask_counts = [c for c, _ in results]
-        problems += [p for _, p in results if p is not None]
 
+def _classified_pairs(candidates, mask_counts, type_class, binary, check_files):
+    """
+    Give (the Pairs that passed the checks, each with its class id; the largest class value seen).
+
+    A binary layout's class is its type folder's; otherwise the mask's most frequent defect value.
+    """
     pairs, largest = [], 0
     for (defect_type, image, mask), value_counts in zip(candidates, mask_counts):
         if check_files and value_counts is None:
@@ -221,20 +262,7 @@ def check_dataset(
                 class_id = int(np.argmax(value_counts[1:])) + 1
                 largest = max(largest, len(value_counts) - 1)
         pairs.append(Pair(image, mask, defect_type, class_id))
-
-    if num_defect is None:
-        if classes:
-            num_defect = len(classes)
-        elif largest:
-            num_defect = largest
-    names = list(classes or [])
-    names += [f"class_{k}" for k in range(len(names) + 1, (num_defect or 0) + 1)]
-
-    if not pairs and not problems:
-        problems.append(f"{data_dir}: no image/mask pairs found")
-    index = DatasetIndex(data_dir, layout, names, pairs, num_defect, counts)
-    _log_index(index, type_class)
-    return index, problems
+    return pairs, largest
 
 
 def _log_index(index, type_class):

@@ -107,9 +107,29 @@ def verdict_paragraphs(report):
 
 def render_markdown(report):
     """Give the Markdown text of a report dict."""
-    cfg, data, seg = report["config"], report["data"], report["segmentation"]
-    classes, rows = data["classes"], seg["rows"]
+    classes = report["data"]["classes"]
     out = ["# Defect-Gen downstream evaluation", ""]
+    out += _intro_lines(report)
+    out += _rows_lines(report)
+    out += _delta_lines(report)
+    out += _used_lines(report)
+    out += _per_class_lines(report)
+    for name, entry in report["synthetic"].items():
+        out += _set_sections(name, entry, classes, report["mask_stats"]["train"])
+    out += [
+        "",
+        "## Timings (seconds)",
+        "",
+        _table(list(report["timings"]), [[f"{v:.1f}" for v in report["timings"].values()]]),
+        "",
+    ]
+    return "\n".join(out)
+
+
+def _intro_lines(report):
+    """The verdict, overlap warnings, and what was compared with which settings."""
+    cfg, data, seg = report["config"], report["data"], report["segmentation"]
+    out = []
     if report["synthetic"]:
         out += ["## Verdict", ""]
         for paragraph in verdict_paragraphs(report):
@@ -140,6 +160,13 @@ def render_markdown(report):
         "## Rows (mean ± std over seeds)",
         "",
     ]
+    return out
+
+
+def _rows_lines(report):
+    """The table of rows: mean ± std over seeds."""
+    rows = report["segmentation"]["rows"]
+    out = []
     table = []
     for key, m in rows.items():
         s = m["summary"]
@@ -155,6 +182,13 @@ def render_markdown(report):
         )
     header = ["row", "real pairs", "synthetic pairs", "mIoU", "mIoU w/o background"]
     out.append(_table(header + ["Dice w/o background"], table))
+    return out
+
+
+def _delta_lines(report):
+    """The paired deltas against the baselines, with their intervals."""
+    cfg, seg = report["config"], report["segmentation"]
+    out = []
     comps = seg["comparisons"]
     if comps:
         out += [
@@ -182,6 +216,13 @@ def render_markdown(report):
         out.append(
             _table(["row", "against", "Δ", "t interval", "bootstrap interval", "verdict"], table)
         )
+    return out
+
+
+def _used_lines(report):
+    """How many synthetic pairs each set gave, per class."""
+    classes = report["data"]["classes"]
+    out = []
     if report["synthetic"]:
         out += ["", "## Synthetic pairs used (per class: used / available, quota)", ""]
         for name, entry in report["synthetic"].items():
@@ -206,6 +247,13 @@ def render_markdown(report):
                     out += [f"- {sentence[0].upper()}{sentence[1:]}."]
                 if sel["statements"]:
                     out.append("")
+    return out
+
+
+def _per_class_lines(report):
+    """Per-class IoU and Dice of every row, then every row's per-seed scores."""
+    classes, rows = report["data"]["classes"], report["segmentation"]["rows"]
+    out = []
     for metric, title in (("iou", "Per-class IoU"), ("dice", "Per-class Dice")):
         out += ["", f"## {title} (mean ± std over seeds)", ""]
         table = [
@@ -231,20 +279,22 @@ def render_markdown(report):
         for r in m["per_seed"]
     ]
     out.append(_table(["row", "seed", "mIoU", "mIoU w/o bg", "Dice w/o bg", "seconds"], table))
-    for name, entry in report["synthetic"].items():
-        out += _set_sections(name, entry, classes, report["mask_stats"]["train"])
-    out += [
-        "",
-        "## Timings (seconds)",
-        "",
-        _table(list(report["timings"]), [[f"{v:.1f}" for v in report["timings"].values()]]),
-        "",
-    ]
-    return "\n".join(out)
+    return out
 
 
 def _set_sections(name, entry, classes, train_stats):
+    """The sections of one synthetic set: guard, memorisation, diversity, masks, FID / KID."""
     out = ["", f"## Synthetic set {name}", "", "### Guard", ""]
+    out += _guard_lines(entry)
+    out += _memorisation_lines(entry)
+    out += _diversity_lines(entry)
+    out += _mask_lines(entry, classes, train_stats)
+    out += _fid_lines(entry)
+    return out
+
+
+def _guard_lines(entry):
+    out = []
     gens = entry["guard"]["generators"]
     if gens:
         for g in gens:
@@ -255,8 +305,12 @@ def _set_sections(name, entry, classes, train_stats):
             )
     else:
         out.append("- No generator checkpoint could be checked.")
+    return out
+
+
+def _memorisation_lines(entry):
     mem = entry.get("memorisation")
-    out += ["", "### Memorisation", ""]
+    out = ["", "### Memorisation", ""]
     if mem:
         out.append(
             f"Feature: {mem['feature']}. Scale m = median distance of a training image to its "
@@ -298,8 +352,12 @@ def _set_sections(name, entry, classes, train_stats):
             ]
     else:
         out.append("Not computed (fewer than 2 training images).")
+    return out
+
+
+def _diversity_lines(entry):
     div = entry.get("diversity")
-    out += ["", "### Diversity", ""]
+    out = ["", "### Diversity", ""]
     if div:
         out += [
             "Mean pairwise distance (same features as memorisation).",
@@ -316,8 +374,12 @@ def _set_sections(name, entry, classes, train_stats):
                 ],
             ),
         ]
+    return out
+
+
+def _mask_lines(entry, classes, train_stats):
     ms = entry["mask_stats"]
-    out += [
+    out = [
         "",
         "### Masks",
         "",
@@ -337,8 +399,12 @@ def _set_sections(name, entry, classes, train_stats):
         for k, cname in enumerate(classes[1:], 1)
     ]
     out.append(_table(header + ["synthetic mean area"], table))
+    return out
+
+
+def _fid_lines(entry):
     fid = entry.get("fid") or {}
-    out += ["", "### FID / KID", ""]
+    out = ["", "### FID / KID", ""]
     if fid.get("computed"):
         out.append(f"Feature extractor `{fid['weights']}` ({fid['feature_dim']} features).")
         table = [

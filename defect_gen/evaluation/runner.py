@@ -168,10 +168,45 @@ def run_evaluation(config):
     rs = ratios(config)
     timings = {}
     start = time.perf_counter()
+    real = _load_real(config, timings)
+    num_classes = real.num_defect + 1
+    loaded = load_sets(config, sets, real, timings)
+
+    # Same settings, same seeds (hence same initial weights and real batches) and the same loss
+    # (class weights from the real training masks) for every row.
+    t0 = time.perf_counter()
+    weights = class_weights(real.train.masks, num_classes) if config.train.class_balance else None
+    plan = row_plan(baselines, regimes, loaded, rs)
+    jobs, rows_meta = _jobs(config, plan, real, loaded, weights)
+    results = _train_all(config, jobs, t0)
+    rows, per_image = _rows(config, rows_meta, results, real)
+    timings["segmentation"] = time.perf_counter() - t0
+    comparisons = _comparisons(config, rows, per_image, num_classes)
+
+    report = {
+        "version": REPORT_VERSION,
+        "config": jsonable_config(config, sets, baselines, regimes),
+        "environment": _environment(config),
+        "data": _data_record(real),
+        "segmentation": _segmentation_record(config, num_classes, weights, rows, comparisons),
+        "synthetic": {},
+        "mask_stats": {"train": mask_statistics(real.train.masks, real.num_defect)},
+        "timings": timings,
+    }
+    examples = {}
+    for name, item in loaded.items():
+        t0 = time.perf_counter()
+        report["synthetic"][name], examples[name] = describe_set(config, name, item, real)
+        timings[f"similarity:{name}"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - start
+    return EvaluationResult(report=report, examples=examples, classes=["background"] + real.classes)
+
+
+def _load_real(config, timings):
+    """Give the real split of `config` (its loading time goes into timings["load_real"])."""
     t0 = time.perf_counter()
     real = config.real_split()
     timings["load_real"] = time.perf_counter() - t0
-    num_classes = real.num_defect + 1
     logger.info(
         "real data: %d classes %s, %d train / %d validation pairs at %d px",
         real.num_defect,
@@ -180,13 +215,12 @@ def run_evaluation(config):
         len(real.val),
         config.resolution,
     )
-    loaded = load_sets(config, sets, real, timings)
+    return real
 
-    # Same settings, same seeds (hence same initial weights and real batches) and the same loss
-    # (class weights from the real training masks) for every row.
-    t0 = time.perf_counter()
-    weights = class_weights(real.train.masks, num_classes) if config.train.class_balance else None
-    plan = row_plan(baselines, regimes, loaded, rs)
+
+def _jobs(config, plan, real, loaded, weights):
+    """Give (the training jobs: one per row and seed, {row key: what the row is})."""
+    num_classes = real.num_defect + 1
     jobs, rows_meta = [], {}
     for key, family, name, r in plan:
         if name is None:
@@ -208,6 +242,11 @@ def run_evaluation(config):
                 synthetic=None if syn is None else (syn.images, syn.masks),
             )
             jobs.append(((key, seed), (real.train.images, real.train.masks, real.val), kwargs))
+    return jobs, rows_meta
+
+
+def _train_all(config, jobs, t0):
+    """Run every job; give {(row key, seed): its result}, logging each as it finishes."""
     results = {}
 
     def finished(job_id, result):
@@ -227,6 +266,12 @@ def run_evaluation(config):
         )
 
     _run_jobs(jobs, config.workers, finished)
+    return results
+
+
+def _rows(config, rows_meta, results, real):
+    """Give ({row key: the report row}, {row key: per-image scores [seeds x ...]})."""
+    num_classes = real.num_defect + 1
     rows, per_image = {}, {}
     for key, (label, description, family, name, r, syn) in rows_meta.items():
         runs = [results[key, seed][0] for seed in range(config.seeds)]
@@ -242,8 +287,11 @@ def run_evaluation(config):
             "summary": summarise(runs, num_classes),
         }
         per_image[key] = np.stack([results[key, seed][1] for seed in range(config.seeds)])
-    timings["segmentation"] = time.perf_counter() - t0
+    return rows, per_image
 
+
+def _comparisons(config, rows, per_image, num_classes):
+    """Give {synthetic row: {baseline: its paired comparison}} for the baselines of COMPARE_WITH."""
     comparisons = {}
     for key, entry in rows.items():
         if entry["set"] is None:
@@ -259,62 +307,56 @@ def run_evaluation(config):
                     num_classes=num_classes,
                     resamples=config.bootstrap_resamples,
                 )
+    return comparisons
 
-    report = {
-        "version": REPORT_VERSION,
-        "config": jsonable_config(config, sets, baselines, regimes),
-        "environment": {
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-            "threads": torch.get_num_threads(),
-            "device": config.device,
-            "gpu": torch.cuda.get_device_name(0) if config.device.startswith("cuda") else None,
-        },
-        "data": {
-            "layout": real.layout,
-            "classes": ["background"] + list(real.classes),
-            "num_defect": real.num_defect,
-            "num_train": len(real.train),
-            "num_val": len(real.val),
-            "train_per_type": _count(real.train.types),
-            "val_per_type": _count(real.val.types),
-            "train_files": real.train.names,
-        },
-        "segmentation": {
-            "model": {
-                "class": "defect_gen.evaluation.segnet.SegNet",
-                "class_weights": None if weights is None else weights.tolist(),
-                "parameters": count_parameters(
-                    SegNet(
-                        num_classes=num_classes,
-                        width=config.train.width,
-                        channel_mult=tuple(config.train.channel_mult),
-                    )
-                ),
-            },
-            "iou_definition": "per class: sum of intersections / sum of unions over the whole "
-            "validation set; NaN (null) when a class is in neither prediction nor ground truth; "
-            "means skip NaN; std over seeds is the sample std (ddof=1)",
-            "exposure": "every row draws the same real pairs at the same steps (same seed); a "
-            "synthetic set of M pairs next to N real ones adds batch_size * M / N synthetic draws "
-            "per step, so each synthetic pair is drawn as often as each real pair",
-            "rows": rows,
-            "delta_vs_a": paired_deltas(rows),
-            "comparisons": comparisons,
-        },
-        "synthetic": {},
-        "mask_stats": {"train": mask_statistics(real.train.masks, real.num_defect)},
-        "timings": timings,
+
+def _environment(config):
+    return {
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "device": config.device,
+        "gpu": torch.cuda.get_device_name(0) if config.device.startswith("cuda") else None,
     }
 
-    examples = {}
-    for name, item in loaded.items():
-        t0 = time.perf_counter()
-        report["synthetic"][name], examples[name] = describe_set(config, name, item, real)
-        timings[f"similarity:{name}"] = time.perf_counter() - t0
-    timings["total"] = time.perf_counter() - start
-    return EvaluationResult(report=report, examples=examples, classes=["background"] + real.classes)
+
+def _data_record(real):
+    return {
+        "layout": real.layout,
+        "classes": ["background"] + list(real.classes),
+        "num_defect": real.num_defect,
+        "num_train": len(real.train),
+        "num_val": len(real.val),
+        "train_per_type": _count(real.train.types),
+        "val_per_type": _count(real.val.types),
+        "train_files": real.train.names,
+    }
+
+
+def _segmentation_record(config, num_classes, weights, rows, comparisons):
+    return {
+        "model": {
+            "class": "defect_gen.evaluation.segnet.SegNet",
+            "class_weights": None if weights is None else weights.tolist(),
+            "parameters": count_parameters(
+                SegNet(
+                    num_classes=num_classes,
+                    width=config.train.width,
+                    channel_mult=tuple(config.train.channel_mult),
+                )
+            ),
+        },
+        "iou_definition": "per class: sum of intersections / sum of unions over the whole "
+        "validation set; NaN (null) when a class is in neither prediction nor ground truth; "
+        "means skip NaN; std over seeds is the sample std (ddof=1)",
+        "exposure": "every row draws the same real pairs at the same steps (same seed); a "
+        "synthetic set of M pairs next to N real ones adds batch_size * M / N synthetic draws "
+        "per step, so each synthetic pair is drawn as often as each real pair",
+        "rows": rows,
+        "delta_vs_a": paired_deltas(rows),
+        "comparisons": comparisons,
+    }
 
 
 def _count(types):
