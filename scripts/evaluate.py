@@ -9,7 +9,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from defect_gen.commands.cli import run_cli  # noqa: E402
 from defect_gen.commands.evaluate import main, parse_args  # noqa: E402,F401
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -14,4 +14,4 @@ from defect_gen.commands.cli import run_cli  # noqa: E402
 from defect_gen.commands.train import main, parse_args  # noqa: E402,F401
 
 if __name__ == "__main__":
-    run_cli(main)
+    sys.exit(run_cli(main))

@@ -25,6 +25,16 @@ def load_script(name):
     return module
 
 
+def run_command(main, argv):
+    """Run a command's `main` in-process as its __main__ does (through run_cli); give the exit code."""
+    from defect_gen.commands.cli import run_cli
+
+    try:
+        return run_cli(main, argv)
+    except SystemExit as exc:
+        return exc.code
+
+
 def run_error(main, argv, capsys):
     """Run a command's `main` in-process as its __main__ does; give (exit code, stderr lines)."""
     from defect_gen.commands.cli import run_cli

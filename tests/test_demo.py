@@ -10,6 +10,7 @@ import torch
 from conftest import REPO
 from PIL import Image
 
+from defect_gen.sampling.checks import check_samples, mask_contrast
 from defect_gen.sampling.conditioning import dilate
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -22,15 +23,15 @@ def test_mask_contrast_hand_computed():
     gray[4:8, 4:8] = 150.0  # a bright 4 x 4 defect
     mask = np.zeros((16, 16), bool)
     mask[4:8, 4:8] = True
-    assert demo.mask_contrast(gray, mask, ring=2) == 100.0
+    assert mask_contrast(gray, mask, ring=2) == 100.0
     # Moved off the defect onto flat background, the mask sees no contrast; an empty mask has none.
-    assert demo.mask_contrast(gray, np.roll(mask, 8, axis=1), ring=2) == 0.0
-    assert demo.mask_contrast(gray, np.zeros_like(mask)) == 0.0
+    assert mask_contrast(gray, np.roll(mask, 8, axis=1), ring=2) == 0.0
+    assert mask_contrast(gray, np.zeros_like(mask)) == 0.0
     # Half on the defect: inside mean 100, border a mix of 150 and 50 pixels.
     half = np.roll(mask, 2, axis=1)
     inside = gray[half].mean()
     assert inside == 100.0
-    assert 0.0 < demo.mask_contrast(gray, half, ring=2) < 100.0
+    assert 0.0 < mask_contrast(gray, half, ring=2) < 100.0
 
 
 @pytest.mark.slow
@@ -71,7 +72,7 @@ def test_demo_reduced_generates_masks_on_defects(tmp_path, capsys):
 
     # The masks sit on what the images show: far more contrast at their border than the same masks
     # moved elsewhere.
-    summary = demo.check_samples(out / "samples")
+    summary = check_samples(out / "samples")
     assert summary["count"] == 8 and summary["with_defect"] == len(with_defect)
     assert summary["contrast"] > 3 * summary["shifted_contrast"], summary
 

@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import load_script
+from conftest import load_script, run_command
 from PIL import Image
 from test_evaluation import (
     TINY,
@@ -35,7 +35,7 @@ def _run_script(tmp_path, capsys, data, synth_dirs, extra=()):
     for d in synth_dirs:
         args += ["--synthetic", str(d)]
     args += TINY + ["--regimes", "d", "--baselines", "real", "--bootstrap", "50"] + list(extra)
-    code = load_script("evaluate").main(args)
+    code = run_command(load_script("evaluate").main, args)
     err = capsys.readouterr().err
     return code, [line for line in err.splitlines() if line.startswith("error:")]
 

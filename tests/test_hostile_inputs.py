@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import load_script
+from conftest import load_script, run_command
 from PIL import Image
 
-from defect_gen.commands.cli import run_cli
 from defect_gen.data.toy import write_dataset
 from defect_gen.lock import LOCK_NAME, FolderLock
 
@@ -57,14 +56,7 @@ def snapshot(*folders):
 def run_main(module, argv, capsys):
     """Run a script's main(argv) as its __main__ does; give (exit code, stderr lines)."""
     capsys.readouterr()
-    code = 0
-    try:
-        if module in (TRAIN, SAMPLE):
-            run_cli(module.main, argv)
-        else:
-            code = module.main(argv)
-    except SystemExit as exc:
-        code = exc.code
+    code = run_command(module.main, argv) or 0
     return code, capsys.readouterr().err.splitlines()
 
 

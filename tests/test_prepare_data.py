@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from conftest import load_script, shared_path
+from conftest import load_script, run_command, shared_path
 from PIL import Image
 
 from defect_gen.data.files import read_pair
@@ -17,7 +17,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "prepare_data.py"
 
 def main(capsys, *args):
     """Run the script's main() in this process (fast); give (exit code, stdout, stderr)."""
-    code = load_script("prepare_data").main([str(a) for a in args])
+    code = run_command(load_script("prepare_data").main, [str(a) for a in args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 

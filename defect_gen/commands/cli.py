@@ -8,15 +8,18 @@ import argparse
 import sys
 
 from .. import dist_util
-from ..errors import CheckpointError, ConfigError, DatasetError, TrainingError
+from ..errors import CheckpointError, ConfigError, DatasetError, EvaluationError, TrainingError
 from ..logger import configure_logging
 
-USER_ERRORS = (ConfigError, DatasetError, CheckpointError, TrainingError)
+USER_ERRORS = (ConfigError, DatasetError, CheckpointError, TrainingError, EvaluationError)
 EXIT_USER_ERROR = 2
 
 
 def run_cli(main, argv=None):
-    """Run `main(argv)`; a user error prints one line to stderr and exits with code 2, no traceback."""
+    """
+    Run `main(argv)` and give what it returns (an exit code or None); a user error prints one line to
+    stderr and exits with code 2, no traceback. Every command and script runs its main() through it.
+    """
     try:
         return main(argv)
     except USER_ERRORS as exc:

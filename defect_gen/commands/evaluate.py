@@ -22,7 +22,8 @@ import sys
 
 import torch
 
-from ..errors import DatasetError, EvaluationError, FolderError
+from ..dist_util import parse_device
+from ..errors import EvaluationError
 from ..evaluation import tune
 from ..evaluation.plan import (
     BASELINE_NAMES,
@@ -36,6 +37,7 @@ from ..evaluation.runner import run_evaluation
 from ..evaluation.segtrain import TrainSettings
 from ..evaluation.selection import SELECTIONS
 from ..lock import check_writable_folder
+from .cli import run_cli
 
 
 def parse_args(argv=None):
@@ -172,78 +174,62 @@ def main(argv=None):
     )
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        config = EvalConfig(
-            data_dir=args.data_dir,
-            num_train_per_type=args.num_train_per_type,
-            synthetic=[parse_synthetic_arg(v) for v in args.synthetic or []],
-            resolution=args.resolution,
-            seeds=args.seeds,
-            baselines=_baselines(args.baselines),
-            regimes=tuple(r.strip() for r in args.regimes.split(",") if r.strip()),
-            modes=tuple(args.modes.split(",")) if args.modes else None,
-            synthetic_ratio=_ratios(args.synthetic_ratio),
-            synthetic_select=args.synthetic_select,
-            allow_overlap=args.allow_overlap,
-            bootstrap_resamples=args.bootstrap,
-            num_defect=args.num_defect,
-            classes=[c.strip() for c in args.classes.split(",")] if args.classes else None,
-            max_val=args.max_val,
-            device=device,
-            copy_paste_probability=args.copy_paste_probability,
-            memorisation_threshold=args.memorisation_threshold,
-            inception_weights=args.inception_weights,
-            inception_size=args.inception_size,
-            inception_range=args.inception_range,
-            workers=args.workers,
-            train=TrainSettings(
-                iterations=args.iterations,
-                batch_size=args.batch_size,
-                lr=args.lr,
-                dice_weight=args.dice_weight,
-                class_balance=bool(args.class_balance),
-                width=args.width,
-            ),
-        )
-        if args.modes and (args.baselines != "real,classic,copy_paste" or args.regimes != "d,e"):
-            raise EvaluationError(
-                "--modes replaces --baselines and --regimes; give one or the other"
-            )
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise EvaluationError(f"--device {device}: CUDA is not available here")
-        if args.tune and (args.synthetic or args.modes):
-            raise EvaluationError(
-                "--tune runs regime (a) on the training pairs only; drop --synthetic"
-            )
-        # Fail before minutes of training, not after; the folder itself is made by the report
-        # writers, so a refused run leaves nothing behind.
-        check_config(config)
-        resolve_rows(config)
-        folders_given = [("--data_dir", args.data_dir)] + [
-            ("--synthetic", parse_synthetic_arg(v)[1]) for v in args.synthetic or []
-        ]
-        for flag, path in folders_given:
-            if not os.path.isdir(path):
-                raise EvaluationError(f"{flag} {path}: no such folder")
-        check_writable_folder(args.out, "--out")
-        if args.tune:
-            record = tune.run_tuning(config, tune.parse_grid(args.tune_grid), args.tune_folds)
-            paths = tune.write_tuning(record, args.out)
-            best = record["best"]
-            print(f"tuned: {record['flags']} (cross-validated mIoU w/o bg {best['mean']:.4f})")
-        else:
-            result = run_evaluation(config)
-            paths = write_report(result, args.out)
-    except (EvaluationError, DatasetError, FolderError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # a full disk, a folder that cannot be written
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
-        return 2
+    device = _device(args.device)
+    config = EvalConfig(
+        data_dir=args.data_dir,
+        num_train_per_type=args.num_train_per_type,
+        synthetic=[parse_synthetic_arg(v) for v in args.synthetic or []],
+        resolution=args.resolution,
+        seeds=args.seeds,
+        baselines=_baselines(args.baselines),
+        regimes=tuple(r.strip() for r in args.regimes.split(",") if r.strip()),
+        modes=tuple(args.modes.split(",")) if args.modes else None,
+        synthetic_ratio=_ratios(args.synthetic_ratio),
+        synthetic_select=args.synthetic_select,
+        allow_overlap=args.allow_overlap,
+        bootstrap_resamples=args.bootstrap,
+        num_defect=args.num_defect,
+        classes=[c.strip() for c in args.classes.split(",")] if args.classes else None,
+        max_val=args.max_val,
+        device=device,
+        copy_paste_probability=args.copy_paste_probability,
+        memorisation_threshold=args.memorisation_threshold,
+        inception_weights=args.inception_weights,
+        inception_size=args.inception_size,
+        inception_range=args.inception_range,
+        workers=args.workers,
+        train=TrainSettings(
+            iterations=args.iterations,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            dice_weight=args.dice_weight,
+            class_balance=bool(args.class_balance),
+            width=args.width,
+        ),
+    )
+    if args.modes and (args.baselines != "real,classic,copy_paste" or args.regimes != "d,e"):
+        raise EvaluationError("--modes replaces --baselines and --regimes; give one or the other")
+    if args.tune and (args.synthetic or args.modes):
+        raise EvaluationError("--tune runs regime (a) on the training pairs only; drop --synthetic")
+    # Fail before minutes of training, not after; the folder itself is made by the report
+    # writers, so a refused run leaves nothing behind.
+    check_config(config)
+    resolve_rows(config)
+    folders_given = [("--data_dir", args.data_dir)] + [
+        ("--synthetic", parse_synthetic_arg(v)[1]) for v in args.synthetic or []
+    ]
+    for flag, path in folders_given:
+        if not os.path.isdir(path):
+            raise EvaluationError(f"{flag} {path}: no such folder")
+    check_writable_folder(args.out, "--out")
+    if args.tune:
+        record = tune.run_tuning(config, tune.parse_grid(args.tune_grid), args.tune_folds)
+        paths = tune.write_tuning(record, args.out)
+        best = record["best"]
+        print(f"tuned: {record['flags']} (cross-validated mIoU w/o bg {best['mean']:.4f})")
+    else:
+        result = run_evaluation(config)
+        paths = write_report(result, args.out)
     logging.getLogger("evaluate").info("wrote %s", ", ".join(paths.values()))
     return 0
 
@@ -275,6 +261,14 @@ def _ratios(text):
     return tuple(values)
 
 
+def _device(name):
+    """Give the device string of --device, chosen as the other commands choose it (dist_util)."""
+    use_cuda, index = parse_device(name)
+    if not use_cuda:
+        return "cpu"
+    return "cuda" if index is None else f"cuda:{index}"
+
+
 def entry():
-    """The console command."""
-    sys.exit(main())
+    """The console command: user errors become one `error:` line (see defect_gen.commands.cli)."""
+    sys.exit(run_cli(main))

@@ -15,8 +15,8 @@ import numpy as np
 
 from ..data.files import _mask_values, _open, read_masks
 from ..data.layouts import check_dataset, write_official
-from ..errors import DatasetError
 from ..masks import mask_statistics
+from .cli import run_cli
 
 
 def parse_args(argv=None):
@@ -112,52 +112,48 @@ def main(argv=None):
     classes = None
     if args.classes is not None:
         classes = [c.strip() for c in args.classes.split(",") if c.strip()]
-    try:
+    index, problems = check_dataset(
+        args.data_dir,
+        num_defect=args.num_defect,
+        classes=classes,
+        num_image_train=args.num_image_train,
+    )
+    stray = None if args.num_defect or classes else find_stray_value(index)
+    if stray:  # K from the values below it; the stray masks become problems naming the files
+        top, below, masks = stray
         index, problems = check_dataset(
-            args.data_dir,
-            num_defect=args.num_defect,
-            classes=classes,
+            args.data_dir, num_defect=below, classes=classes,
             num_image_train=args.num_image_train,
+        )  # fmt: skip
+        problems.insert(
+            0,
+            f"{masks[0]}: mask value {top} far above the other masks' values (largest {below}), "
+            f"in {len(masks)} mask(s); classes {below + 1}..{top - 1} never occur. A stray "
+            f"value? Fix the mask, or pass --num_defect {top} if it is a real class",
         )
-        stray = None if args.num_defect or classes else find_stray_value(index)
-        if stray:  # K from the values below it; the stray masks become problems naming the files
-            top, below, masks = stray
-            index, problems = check_dataset(
-                args.data_dir, num_defect=below, classes=classes,
-                num_image_train=args.num_image_train,
-            )  # fmt: skip
-            problems.insert(
-                0,
-                f"{masks[0]}: mask value {top} far above the other masks' values (largest {below}), "
-                f"in {len(masks)} mask(s); classes {below + 1}..{top - 1} never occur. A stray "
-                f"value? Fix the mask, or pass --num_defect {top} if it is a real class",
+    if index is not None:
+        print_summary(index)
+        empty = empty_classes(index) if not problems else []
+        if empty:
+            print(
+                f"warning: num_defect={index.num_defect} but class(es) {', '.join(empty)} occur in "
+                f"no selected mask: training would learn them as empty classes",
+                file=sys.stderr,
             )
-        if index is not None:
-            print_summary(index)
-            empty = empty_classes(index) if not problems else []
-            if empty:
-                print(
-                    f"warning: num_defect={index.num_defect} but class(es) {', '.join(empty)} occur in "
-                    f"no selected mask: training would learn them as empty classes",
-                    file=sys.stderr,
-                )
-        if problems:
-            print(f"problems: {len(problems)}")
-            for problem in problems:
-                print(f"problem: {problem}", file=sys.stderr)
-            more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
-            print(f"error: {problems[0]}{more}", file=sys.stderr)
-            return 2
-        print("problems: none")
-        if args.write_official:
-            written = write_official(index, args.write_official)
-            print(f"wrote {written} pairs in the official layout to {args.write_official}")
-    except DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    if problems:
+        print(f"problems: {len(problems)}")
+        for problem in problems:
+            print(f"problem: {problem}", file=sys.stderr)
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        print(f"error: {problems[0]}{more}", file=sys.stderr)
         return 2
+    print("problems: none")
+    if args.write_official:
+        written = write_official(index, args.write_official)
+        print(f"wrote {written} pairs in the official layout to {args.write_official}")
     return 0
 
 
 def entry():
-    """The console command."""
-    sys.exit(main())
+    """The console command: user errors become one `error:` line (see defect_gen.commands.cli)."""
+    sys.exit(run_cli(main))

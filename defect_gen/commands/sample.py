@@ -24,6 +24,7 @@ Selection (see defect_gen/sampling/keep.py):
 import dataclasses
 import json
 import os
+import sys
 import time
 
 from .. import dist_util, lock
@@ -428,4 +429,4 @@ def _relative_inside(path, folder):
 
 def entry():
     """The console command: user errors become one `error:` line (see defect_gen.commands.cli)."""
-    run_cli(main)
+    sys.exit(run_cli(main))

@@ -226,4 +226,4 @@ def _train(args, cfg, device, rank, world, lock):
 
 def entry():
     """The console command: user errors become one `error:` line (see defect_gen.commands.cli)."""
-    run_cli(main)
+    sys.exit(run_cli(main))
