@@ -58,7 +58,8 @@ from perf import (  # noqa: E402
 from defect_gen.errors import ConfigError  # noqa: E402
 from defect_gen.gaussian_diffusion import per_sample_randn  # noqa: E402
 from defect_gen.masks import decode, encode, num_defect_from_channels  # noqa: E402
-from defect_gen.training.config import build_diffusion, build_model, load_config  # noqa: E402
+from defect_gen.training.config import load_config  # noqa: E402
+from defect_gen.training.factory import build_diffusion, build_model  # noqa: E402
 from defect_gen.two_stage import sample_two_stage, stage_timesteps  # noqa: E402
 
 PRESETS = {

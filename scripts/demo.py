@@ -25,7 +25,8 @@ sys.path.insert(0, str(REPO))
 from defect_gen.data.toy import defect_classes  # noqa: E402
 from defect_gen.patch_unet import receptive_field  # noqa: E402
 from defect_gen.sampling.checks import check_samples  # noqa: E402
-from defect_gen.training.config import build_model, read_yaml, resolve  # noqa: E402
+from defect_gen.training.config import read_yaml, resolve  # noqa: E402
+from defect_gen.training.factory import build_model  # noqa: E402
 
 TOY_CLASSES = defect_classes(4)
 NUM_INPAINTED = 4  # one grid row of defects inpainted onto toy good images

@@ -23,7 +23,8 @@ from benchmarks.perf import (
 )
 from defect_gen.gaussian_diffusion import GaussianDiffusion
 from defect_gen.patch_unet import PatchUNetModel
-from defect_gen.training.config import build_model, load_config
+from defect_gen.training.config import load_config
+from defect_gen.training.factory import build_model
 from defect_gen.two_stage import sample_two_stage
 from defect_gen.unet import UNetModel
 

@@ -20,7 +20,8 @@ from defect_gen.errors import ConfigError, DatasetError
 from defect_gen.gaussian_diffusion import GaussianDiffusion
 from defect_gen.masks import mask_statistics
 from defect_gen.patch_unet import receptive_field
-from defect_gen.training.config import build_diffusion, build_model, load_config
+from defect_gen.training.config import load_config
+from defect_gen.training.factory import build_diffusion, build_model
 from defect_gen.training.loop import TrainLoop, ema_rate_at
 from defect_gen.two_stage import sample_two_stage
 

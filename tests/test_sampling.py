@@ -23,7 +23,8 @@ from defect_gen.masks import mask_statistics, overlay, palette
 from defect_gen.patch_unet import PatchUNetModel
 from defect_gen.respace import sampling_timesteps
 from defect_gen.sampling import folder, generate, sweep
-from defect_gen.training.config import build_diffusion, build_model, load_config, resolve
+from defect_gen.training.config import load_config, resolve
+from defect_gen.training.factory import build_diffusion, build_model
 from defect_gen.two_stage import sample_two_stage
 from defect_gen.unet import UNetModel
 

@@ -25,13 +25,12 @@ from ..masks import mask_statistics
 from ..nn import count_parameters
 from ..training.checkpoints import latest_checkpoint, read_checkpoint
 from ..training.config import (
-    build_diffusion,
-    build_model,
     dump,
     fixed_on_resume,
     load_config,
     training_changes,
 )
+from ..training.factory import build_diffusion, build_model
 from ..training.loop import TrainLoop
 from .cli import add_device_argument, make_parser, run_cli, start_processes, str2bool
 
@@ -215,7 +214,7 @@ def _train(args, cfg, device, rank, world, lock):
         )
     loop = TrainLoop(
         cfg=cfg, model=model, diffusion=build_diffusion(cfg), make_data=make_data, work_dir=args.work_dir,
-        device=device, resume=resume, data_stats=stats, classes=list(index.classes),
+        device=device, resume=resume, checkpoint=ckpt, data_stats=stats, classes=list(index.classes),
     )  # fmt: skip
     last = loop.run()
     if rank == 0:

@@ -32,7 +32,8 @@ from PIL import Image
 
 from ..data.layouts import find_pairs
 from ..errors import DatasetError
-from ..fileio import is_local_path, load_torch
+from ..fileio import is_local_path
+from ..training.checkpoints import load_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ def check_synthetic_set(folder, manifest, *, real, identity, num_train_per_type)
 
 def _check_checkpoint(key, path, mpath, real, identity, generators):
     try:
-        ckpt = load_torch(path)
+        ckpt = load_checkpoint(path)
     except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is the same user problem
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         return [f"{mpath}: {key} checkpoint cannot be read ({reason}); {_HINT}"]

@@ -15,10 +15,10 @@ import blobfile as bf
 import torch
 
 from ..errors import CheckpointError, ConfigError, first_line
-from ..fileio import load_torch
 from ..masks import DEFAULT_CLASS_WEIGHT_CORRECTION, MaskPriorCorrection, num_channels
-from ..training.checkpoints import resolve_checkpoint
-from ..training.config import build_diffusion, build_model, model_kind, read_yaml, resolve
+from ..training.checkpoints import read_model_checkpoint, resolve_checkpoint
+from ..training.config import read_yaml, resolve
+from ..training.factory import build_diffusion, build_model, model_kind
 
 logger = logging.getLogger(__name__)
 
@@ -108,9 +108,7 @@ def load_model(
     """
     path = resolve_checkpoint(path)
     flag = f"--{kind}_recep"
-    ckpt = load_torch(path)
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
-        raise CheckpointError(f"{path}: holds no 'model' state_dict: not a Defect-Gen checkpoint")
+    ckpt = read_model_checkpoint(path)
     if ckpt.get("config") is not None:
         cfg = resolve(ckpt["config"], path)
         source = path

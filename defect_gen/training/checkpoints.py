@@ -64,6 +64,22 @@ def read_checkpoint(path):
     return ckpt
 
 
+def read_model_checkpoint(path):
+    """
+    Give the checkpoint dict of a model to sample with: ours, or the release's ``{model, ema, optimizer}``;
+    CheckpointError when it holds no model state_dict.
+    """
+    ckpt = load_torch(path)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+        raise CheckpointError(f"{path}: holds no 'model' state_dict: not a Defect-Gen checkpoint")
+    return ckpt
+
+
+def load_checkpoint(path):
+    """Give whatever a checkpoint file holds, unchecked (for callers that report problems their way)."""
+    return load_torch(path)
+
+
 def read_weights(path):
     """
     Give (model state_dict, EMA state_dict) of a checkpoint in our format or the release's

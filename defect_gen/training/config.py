@@ -16,9 +16,8 @@ import blobfile as bf
 import yaml
 
 from ..errors import ConfigError
-from ..gaussian_diffusion import MASK_MODES, SCHEDULES, GaussianDiffusion, Parameterization
+from ..gaussian_diffusion import MASK_MODES, SCHEDULES, Parameterization
 from ..masks import check_channels, num_channels, num_defect_from_channels
-from ..unet import UNetModel
 from .schema import (
     AUTO,
     CHANNEL_KEYS,
@@ -432,30 +431,6 @@ def _validate_recipe_options(cfg, source):
     num_good = data["num_good"]
     if not isinstance(num_good, int) or isinstance(num_good, bool) or num_good < 0:
         raise ConfigError(f"{source}: data.params.num_good must be a non-negative integer")
-
-
-def build_model(cfg, source="config"):
-    """Give the model a config describes (random weights); ConfigError when its params cannot make one."""
-    params = {k: v for k, v in cfg["model"]["params"].items() if v is not None}
-    try:
-        return model_class(cfg)(**params)
-    except (ValueError, TypeError, AssertionError) as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ConfigError(f"{source}: model.params do not make a model ({reason})") from None
-
-
-def build_diffusion(cfg):
-    """Give the GaussianDiffusion a config describes, with its loss options."""
-    return GaussianDiffusion(
-        **cfg["diffusion"]["params"],
-        seperate_channel_loss=cfg["train"]["seperate_channel_loss"],
-        mask_loss_weight=cfg["train"]["mask_loss_weight"],
-    )
-
-
-def model_kind(cfg):
-    """Give "large" or "small"."""
-    return "large" if model_class(cfg) is UNetModel else "small"
 
 
 def dump(cfg):

@@ -41,7 +41,7 @@ from .checkpoints import (
     set_rng_state,
     write_checkpoint,
 )
-from .config import model_kind
+from .factory import model_kind
 
 logger = logging.getLogger(__name__)
 
@@ -72,13 +72,14 @@ class TrainLoop:
     :param work_dir: the run folder.
     :param device: the torch.device of this rank.
     :param resume: a checkpoint path to resume from; None resumes from the run's `latest` if present.
+    :param checkpoint: the checkpoint dict of `resume` when the caller has read it already (read once).
     :param data_stats: statistics of the training masks, stored in checkpoints for the sampler's summary.
     :param classes: class names (class k = classes[k-1]), stored in checkpoints.
     """
 
     def __init__(
-        self, *, cfg, model, diffusion, make_data, work_dir, device, resume=None, data_stats=None,
-        classes=None,
+        self, *, cfg, model, diffusion, make_data, work_dir, device, resume=None, checkpoint=None,
+        data_stats=None, classes=None,
     ):  # fmt: skip
         self.cfg = cfg
         self.train_cfg = cfg["train"]
@@ -122,7 +123,7 @@ class TrainLoop:
 
         resume = resume or latest_checkpoint(work_dir)
         if resume:
-            self._resume(resume)
+            self._resume(resume, checkpoint)
         elif cfg["model"]["ckpt"]:
             self._init_from(cfg["model"]["ckpt"])
         # The loss's per-class weights (the checkpoint's on a resume) as a device tensor, made once.
@@ -142,8 +143,8 @@ class TrainLoop:
         self.writer = None
 
     # ----------------------------------------------------------------------------------------------
-    def _resume(self, path):
-        ckpt = read_checkpoint(path)
+    def _resume(self, path, ckpt=None):
+        ckpt = ckpt if ckpt is not None else read_checkpoint(path)
         ours, theirs = self.cfg["model"]["params"], ckpt["config"]["model"]["params"]
         if ours != theirs or model_kind(self.cfg) != model_kind(ckpt["config"]):
             raise CheckpointError(
