@@ -121,9 +121,10 @@ def main(argv=None):
                 except FolderError as exc:
                     error = exc
             agree_on_error(error)
-        return _train(args, cfg, device, rank, world, lock)
+        _train(args, cfg, device, rank, world, lock)
     finally:
         lock.release()
+    return 0
 
 
 def _train(args, cfg, device, rank, world, lock):
