@@ -9,7 +9,6 @@ pid) is stale and taken over; a lock of another host cannot be checked and is re
 path, so the user can remove it once that run is known to be over.
 """
 
-import errno
 import json
 import os
 import re
@@ -291,11 +290,6 @@ def clear_sample_folder(sample_dir, manifest=None):
         except FileNotFoundError:
             pass
     return ours
-
-
-def is_disk_full(exc):
-    """Tell whether an OSError means that the disk (or quota) is full."""
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def agree_on_error(error):

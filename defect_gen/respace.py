@@ -5,8 +5,6 @@ A respaced process keeps a subset of the original timesteps. Its betas are recom
 ``alphas_cumprod`` so that it is an exact diffusion process, and models keep receiving *original* timesteps.
 """
 
-import numpy as np
-
 
 def space_timesteps(num_timesteps, section_counts):
     """
@@ -61,20 +59,3 @@ def sampling_timesteps(num_timesteps, timestep_respacing=None):
     if timestep_respacing is None or str(timestep_respacing) in ("", str(num_timesteps)):
         return list(range(num_timesteps - 1, -1, -1))
     return sorted(space_timesteps(num_timesteps, timestep_respacing), reverse=True)
-
-
-def respaced_betas(alphas_cumprod, use_timesteps):
-    """
-    Give the betas of the process restricted to `use_timesteps`, and the map to original timesteps.
-
-    :param alphas_cumprod: the original process's cumulative alphas (float64 array).
-    :param use_timesteps: the original timesteps to keep.
-    :return: (betas as a float64 array, timestep_map: list of original timesteps, ascending).
-    """
-    timestep_map = sorted(use_timesteps)
-    last = 1.0
-    betas = []
-    for t in timestep_map:
-        betas.append(1.0 - alphas_cumprod[t] / last)
-        last = alphas_cumprod[t]
-    return np.array(betas, dtype=np.float64), timestep_map

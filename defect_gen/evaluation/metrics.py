@@ -29,22 +29,6 @@ def confusion_matrix(gt, pred, num_classes):
     return counts.reshape(num_classes, num_classes)
 
 
-class ConfusionAccumulator:
-    """Sums confusion matrices over a validation set; gives per-class IoU / Dice at the end."""
-
-    def __init__(self, num_classes):
-        self.num_classes = num_classes
-        self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-
-    def update(self, gt, pred):
-        """Add one batch of [N x H x W] (or any shape) ground-truth and predicted class indices."""
-        self.matrix += confusion_matrix(gt, pred, self.num_classes)
-
-    def scores(self):
-        """Give `segmentation_scores` of the accumulated matrix."""
-        return segmentation_scores(self.matrix)
-
-
 def per_class_iou(matrix):
     """Give the [C] float64 IoU per class of a confusion matrix; NaN where TP + FP + FN == 0."""
     matrix = np.asarray(matrix, dtype=np.float64)

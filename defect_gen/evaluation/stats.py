@@ -19,8 +19,6 @@ _T975 = (
     2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
 )  # fmt: skip
 
-VERDICTS = ("helps", "no measurable effect", "hurts")
-
 
 def t_quantile_975(df):
     """Give t_{0.975} of Student's t, `df` degrees of freedom (table to 30, then 1.96 + 2.4/df)."""
