@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-from ..data.files import _mask_values, _open, read_masks
+from ..data.files import mask_values, open_image, read_masks
 from ..data.layouts import check_dataset, write_official
 from ..masks import mask_statistics
 from .cli import run_cli
@@ -85,7 +85,7 @@ def find_stray_value(index):
         return None
     holders = {}
     for pair in index.pairs:
-        values = np.unique(_mask_values(_open(pair.mask), pair.mask, False))
+        values = np.unique(mask_values(open_image(pair.mask), pair.mask, False))
         for v in values[values > 0].tolist():
             holders.setdefault(v, []).append(pair.mask)
     defect = sorted(holders)

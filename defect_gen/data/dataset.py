@@ -16,7 +16,7 @@ import torch
 
 from .. import masks
 from ..errors import DatasetError
-from .files import _check_max, read_pair, resize_pair
+from .files import check_max_value, read_pair, resize_pair
 from .layouts import find_pairs
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class DefectDataset(torch.utils.data.Dataset):
             return self._cache[idx]
         pair = self.index.pairs[idx]
         rgb, index_map = read_pair(pair, self.index)
-        _check_max(index_map, pair.mask, self.num_defect)
+        check_max_value(index_map, pair.mask, self.num_defect)
         height, width = index_map.shape
         size = self.resolution
         if self.keep_aspect:

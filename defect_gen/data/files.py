@@ -13,7 +13,7 @@ from PIL import Image
 from ..errors import DatasetError
 
 
-def _open(path):
+def open_image(path):
     """Give the decoded PIL image at `path`; DatasetError naming it when it cannot be read."""
     try:
         with bf.BlobFile(path, "rb") as f:
@@ -33,7 +33,7 @@ def _check_sizes(image, mask, image_path, mask_path):
         )
 
 
-def _to_rgb(image, path):
+def to_rgb(image, path):
     """Give an [H x W x 3] uint8 array of a PIL image (grayscale copied to three channels)."""
     if image.mode.startswith("I;16"):
         gray = (np.asarray(image).astype(np.uint16) >> 8).astype(np.uint8)
@@ -45,7 +45,7 @@ def _to_rgb(image, path):
     return np.asarray(image.convert("RGB"))
 
 
-def _mask_values(mask, path, binary):
+def mask_values(mask, path, binary):
     """Give the [H x W] int64 values of a mask image (palette images: the palette indices)."""
     values = np.asarray(mask)
     if values.dtype == bool:
@@ -68,7 +68,7 @@ def _mask_values(mask, path, binary):
     return values
 
 
-def _check_max(values, path, max_value):
+def check_max_value(values, path, max_value):
     if max_value is None or not values.size:
         return
     top = int(values.max())
@@ -77,7 +77,7 @@ def _check_max(values, path, max_value):
         raise DatasetError(f"{path}: mask value {top} > num_defect={max_value}{hint}")
 
 
-def _try_inspect_pair(job):
+def try_inspect_pair(job):
     try:
         return _inspect_pair(*job), None
     except DatasetError as exc:
@@ -86,26 +86,26 @@ def _try_inspect_pair(job):
 
 def _inspect_pair(image_path, mask_path, binary, max_value):
     """Give the mask's pixel count per value (binary: [background, defect]) after checking the pair."""
-    image = _open(image_path)
-    mask = _open(mask_path)
+    image = open_image(image_path)
+    mask = open_image(mask_path)
     _check_sizes(image, mask, image_path, mask_path)
-    _to_rgb(image, image_path)
-    values = _mask_values(mask, mask_path, binary)
+    to_rgb(image, image_path)
+    values = mask_values(mask, mask_path, binary)
     if binary:
         return np.bincount((values != 0).ravel().astype(np.int64), minlength=2)
-    _check_max(values, mask_path, max_value)
+    check_max_value(values, mask_path, max_value)
     return np.bincount(values.ravel())
 
 
 def read_mask(pair, index):
     """Give the [H x W] int64 class-index map of a pair (MVTec: 0 / the pair's class id)."""
     if pair.mask is None:
-        width, height = _open(pair.image).size
+        width, height = open_image(pair.image).size
         return np.zeros((height, width), np.int64)
-    values = _mask_values(_open(pair.mask), pair.mask, index.binary_masks)
+    values = mask_values(open_image(pair.mask), pair.mask, index.binary_masks)
     if index.binary_masks:
         return np.where(values != 0, pair.class_id, 0).astype(np.int64)
-    _check_max(values, pair.mask, index.num_defect)
+    check_max_value(values, pair.mask, index.num_defect)
     return values
 
 
@@ -116,17 +116,17 @@ def read_pair(pair, index):
     :return: (uint8 [H x W x 3] RGB array, int64 [H x W] class-index map). MVTec 0/255 masks become
         0 / the pair's class id (any nonzero value is defect). A good image (mask None) gives zeros.
     """
-    image = _open(pair.image)
+    image = open_image(pair.image)
     if pair.mask is None:
-        rgb = _to_rgb(image, pair.image)
+        rgb = to_rgb(image, pair.image)
         return rgb, np.zeros(rgb.shape[:2], np.int64)
-    mask = _open(pair.mask)
+    mask = open_image(pair.mask)
     _check_sizes(image, mask, pair.image, pair.mask)
-    rgb = _to_rgb(image, pair.image)
-    values = _mask_values(mask, pair.mask, index.binary_masks)
+    rgb = to_rgb(image, pair.image)
+    values = mask_values(mask, pair.mask, index.binary_masks)
     if index.binary_masks:
         return rgb, np.where(values != 0, pair.class_id, 0).astype(np.int64)
-    _check_max(values, pair.mask, index.num_defect)
+    check_max_value(values, pair.mask, index.num_defect)
     return rgb, values
 
 
@@ -139,7 +139,7 @@ def read_masks(index, num_defect):
     """
     for pair in index.pairs:
         index_map = read_mask(pair, index)
-        _check_max(index_map, pair.mask, num_defect)
+        check_max_value(index_map, pair.mask, num_defect)
         yield index_map
 
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import DatasetError
 from ..fileio import write_png
-from .files import _open, _to_rgb, _try_inspect_pair, read_pair
+from .files import open_image, read_pair, to_rgb, try_inspect_pair
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def check_dataset(
     if check_files and candidates:
         jobs = [(image, mask, binary, max_value) for _, image, mask in candidates]
         with concurrent.futures.ThreadPoolExecutor(min(_CHECK_THREADS, len(jobs))) as pool:
-            results = list(pool.map(_try_inspect_pair, jobs))
+            results = list(pool.map(try_inspect_pair, jobs))
         mask_counts = [c for c, _ in results]
         problems += [p for _, p in results if p is not None]
     pairs, largest = _classified_pairs(candidates, mask_counts, type_class, binary, check_files)
@@ -458,7 +458,7 @@ def find_good_pairs(data_dir, num_good):
         logger.warning("%s: %d good images, fewer than num_good=%d", folder, len(names), num_good)
     pairs = [Pair(bf.join(folder, name), None, "good", 0) for name in names[:num_good]]
     for pair in pairs:
-        _to_rgb(_open(pair.image), pair.image)
+        to_rgb(open_image(pair.image), pair.image)
     logger.info("good images: %d from %s, with all-background masks", len(pairs), folder)
     return pairs
 

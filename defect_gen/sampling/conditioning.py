@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.files import _check_max, _mask_values, _open, _to_rgb, read_mask
+from ..data.files import check_max_value, mask_values, open_image, read_mask, to_rgb
 from ..data.layouts import IMAGE_EXTENSIONS, find_pairs
 from ..errors import ConfigError, DatasetError
 from ..fileio import absolute_path
@@ -93,9 +93,9 @@ def _image_files(folder, flag):
 def read_index_mask(path, num_defect, resolution):
     """Give the uint8 [R x R] class-index map of a user's mask; ConfigError on a wrong size or value."""
     try:
-        image = _open(path)
-        values = _mask_values(image, path, binary=False)
-        _check_max(values, path, num_defect)
+        image = open_image(path)
+        values = mask_values(image, path, binary=False)
+        check_max_value(values, path, num_defect)
     except DatasetError as exc:
         raise ConfigError(str(exc)) from None
     if values.shape != (resolution, resolution):
@@ -109,8 +109,8 @@ def read_index_mask(path, num_defect, resolution):
 def read_good(path, resolution, strict_size):
     """Give (uint8 [R x R x 3], original [w, h]) of a good image, resized bilinearly unless strict."""
     try:
-        image = _open(path)
-        rgb = _to_rgb(image, path)
+        image = open_image(path)
+        rgb = to_rgb(image, path)
     except DatasetError as exc:
         raise ConfigError(str(exc)) from None
     size = [int(rgb.shape[1]), int(rgb.shape[0])]
