@@ -168,57 +168,6 @@ def make_grid(images, ncol=None, pad=2, min_tile=None):
     return grid
 
 
-def mask_statistics(index_maps, num_defect):
-    """
-    Give per-class statistics of class-index masks: the one format of training, sampling and evaluation.
-
-    Every list has ``num_defect + 1`` entries, background first, then classes 1..K.
-
-    :param index_maps: an iterable (a generator is fine) of [H x W] integer arrays with values in
-        0..num_defect; masks may differ in size. A value above num_defect raises ValueError: a caller
-        that knows the file checks first, to name it.
-    :return: {"num_images": n,
-        "share_with_class": fraction of the masks holding class k,
-        "mean_area": mean fraction of a mask's pixels in class k, over all masks,
-        "mean_area_present": the same mean over the masks holding class k (None where none does),
-        "defect_free": fraction of the masks with no defect pixel}. With no masks the fractions are
-        None. Plain floats, so the dict goes into JSON and checkpoints as it is.
-    """
-    k1 = num_defect + 1
-    n = 0
-    holding = np.zeros(k1)
-    area = np.zeros(k1)
-    defect_free = 0
-    for index_map in index_maps:
-        flat = np.asarray(index_map).ravel()
-        if flat.size and (flat.min() < 0 or flat.max() > num_defect):
-            raise ValueError(
-                f"mask value {int(flat.max() if flat.max() > num_defect else flat.min())} is outside "
-                f"the classes 0..{num_defect}"
-            )
-        counts = np.bincount(flat.astype(np.int64), minlength=k1)
-        present = counts > 0
-        holding += present
-        area += counts / max(flat.size, 1)
-        defect_free += not present[1:].any()
-        n += 1
-    if n == 0:
-        return {
-            "num_images": 0,
-            "share_with_class": [None] * k1,
-            "mean_area": [None] * k1,
-            "mean_area_present": [None] * k1,
-            "defect_free": None,
-        }
-    return {
-        "num_images": n,
-        "share_with_class": (holding / n).tolist(),
-        "mean_area": (area / n).tolist(),
-        "mean_area_present": [float(a / h) if h else None for a, h in zip(area, holding)],
-        "defect_free": defect_free / n,
-    }
-
-
 class MaskPriorCorrection(torch.nn.Module):
     """
     Undo the bias a class-weighted cross-entropy puts into a model's mask logits.

@@ -12,6 +12,7 @@ import torch
 from conftest import load_script
 from PIL import Image
 
+from defect_gen.data.stats import mask_statistics
 from defect_gen.errors import EvaluationError
 from defect_gen.evaluation import fid, similarity
 from defect_gen.evaluation.augment import CopyPaste, classic_augment, copy_paste
@@ -26,7 +27,6 @@ from defect_gen.evaluation.report import to_jsonable
 from defect_gen.evaluation.runner import paired_deltas, run_evaluation, summarise
 from defect_gen.evaluation.segnet import SegNet
 from defect_gen.evaluation.segtrain import TrainSettings, class_weights, train_segmenter
-from defect_gen.masks import mask_statistics
 from defect_gen.nn import count_parameters
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,8 +10,8 @@ from defect_gen import masks
 from defect_gen.data.dataset import DefectDataset, ShardBatchSampler, load_data
 from defect_gen.data.files import read_masks, read_pair
 from defect_gen.data.layouts import find_pairs
+from defect_gen.data.stats import mask_statistics
 from defect_gen.errors import DatasetError
-from defect_gen.masks import mask_statistics
 
 H, W = 12, 16
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from defect_gen import masks
+from defect_gen.data.stats import mask_statistics
 
 
 def test_channel_contract():
@@ -57,7 +58,7 @@ def test_mask_statistics_against_hand_counts():
     b = np.zeros((4, 4), np.uint8)
     b[:, 0] = 2  # class 2 covers 4 of 16 pixels; masks of different sizes
     c = np.zeros((2, 2), np.uint8)  # defect-free
-    stats = masks.mask_statistics(iter([a, b, c]), num_defect=3)
+    stats = mask_statistics(iter([a, b, c]), num_defect=3)
     assert stats["num_images"] == 3
     assert stats["share_with_class"] == pytest.approx([1.0, 1 / 3, 1 / 3, 0.0])
     assert stats["mean_area"] == pytest.approx(
@@ -70,8 +71,8 @@ def test_mask_statistics_against_hand_counts():
 
 def test_mask_statistics_refuses_values_outside_the_classes_and_handles_no_masks():
     with pytest.raises(ValueError, match="outside the classes 0..2"):
-        masks.mask_statistics([np.full((2, 2), 3)], num_defect=2)
-    empty = masks.mask_statistics([], num_defect=2)
+        mask_statistics([np.full((2, 2), 3)], num_defect=2)
+    empty = mask_statistics([], num_defect=2)
     assert empty["num_images"] == 0 and empty["share_with_class"] == [None] * 3
 
 

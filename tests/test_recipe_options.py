@@ -12,13 +12,13 @@ from conftest import REPO
 from PIL import Image
 
 from defect_gen import masks
-from defect_gen.data.dataset import DefectDataset, defect_crop_window, mask_class_weights
+from defect_gen.data.dataset import DefectDataset, defect_crop_window
 from defect_gen.data.files import read_masks
 from defect_gen.data.layouts import find_good_pairs, find_pairs
+from defect_gen.data.stats import mask_class_weights, mask_statistics
 from defect_gen.data.toy import write_dataset
 from defect_gen.errors import ConfigError, DatasetError
 from defect_gen.gaussian_diffusion import GaussianDiffusion
-from defect_gen.masks import mask_statistics
 from defect_gen.patch_unet import receptive_field
 from defect_gen.training.config import load_config
 from defect_gen.training.factory import build_diffusion, build_model

@@ -16,10 +16,11 @@ from conftest import assert_one_error, load_script, run_error
 from PIL import Image
 
 from defect_gen.commands.cli import run_cli
+from defect_gen.data.stats import mask_statistics
 from defect_gen.data.toy import write_dataset
 from defect_gen.errors import SampleFolderError
 from defect_gen.fileio import save_torch, write_png
-from defect_gen.masks import mask_statistics, overlay, palette
+from defect_gen.masks import overlay, palette
 from defect_gen.patch_unet import PatchUNetModel
 from defect_gen.respace import sampling_timesteps
 from defect_gen.sampling import folder, generate, sweep

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..data.files import mask_values, open_image, read_masks
 from ..data.layouts import check_dataset, write_official
-from ..masks import mask_statistics
+from ..data.stats import mask_statistics
 from .cli import run_cli
 
 

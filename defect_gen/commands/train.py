@@ -18,10 +18,10 @@ from .. import dist_util
 from ..data.dataset import DEFAULT_CROP_RANDOM, load_data
 from ..data.files import read_masks
 from ..data.layouts import find_good_pairs, find_pairs
+from ..data.stats import mask_statistics
 from ..errors import ConfigError, FolderError
 from ..fileio import atomic_write_text
 from ..lock import FolderLock, agree_on_error, check_writable_folder, remove_stale_temp_files
-from ..masks import mask_statistics
 from ..nn import count_parameters
 from ..training.checkpoints import latest_checkpoint, read_checkpoint
 from ..training.config import (

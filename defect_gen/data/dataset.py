@@ -302,22 +302,3 @@ def load_data(
 
 # ----------------------------------------------------------------------------------------------
 # Mask-loss weights
-
-
-def mask_class_weights(mean_area, power, cap):
-    """
-    Give per-class mask-loss weights [K + 1] (background first) from the classes' pixel shares.
-
-    w_k = min(cap, (a_max / a_k) ** power), a_k the mean share of the masks' pixels in class k
-    (:func:`defect_gen.masks.mask_statistics`' "mean_area") and a_max the largest share (usually background, weight 1):
-    a class 100 times rarer than background weighs 10 at power 0.5. A class with no pixels in the
-    training masks never is a target; it gets weight 1. Plain floats, rounded to 6 significant digits
-    so that they survive a YAML/JSON round trip unchanged.
-    """
-    if power < 0 or cap < 1:
-        raise ValueError(f"need power >= 0 and cap >= 1, got power {power} and cap {cap}")
-    area = [float(a) for a in mean_area]
-    top = max(area)
-    if top <= 0:
-        raise ValueError("the training masks hold no pixels")
-    return [float(f"{min(cap, (top / a) ** power):.6g}") if a > 0 else 1.0 for a in area]

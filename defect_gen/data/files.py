@@ -135,7 +135,7 @@ def read_masks(index, num_defect):
     Give the [H x W] int64 class-index maps of an index's pairs, one at a time, in pair order.
 
     Each map is checked against `num_defect` first, so that a value above it is a DatasetError naming
-    the mask file (what :func:`defect_gen.masks.mask_statistics` is fed).
+    the mask file (what :func:`defect_gen.data.stats.mask_statistics` is fed).
     """
     for pair in index.pairs:
         index_map = read_mask(pair, index)

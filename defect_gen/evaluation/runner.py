@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..masks import mask_statistics
+from ..data.stats import mask_statistics
 from ..nn import count_parameters
 from . import stats as stats_lib
 from .augment import CopyPaste, classic_augment

@@ -8,8 +8,8 @@ import time
 
 import numpy as np
 
+from ..data.stats import mask_statistics
 from ..errors import EvaluationError
-from ..masks import mask_statistics
 from . import fid as fid_lib
 from . import similarity
 from .data import load_synthetic

@@ -22,9 +22,10 @@ import blobfile as bf
 import numpy as np
 
 from .. import __version__, lock
+from ..data.stats import mask_statistics
 from ..errors import SampleFolderError, first_line
 from ..fileio import atomic_write_text, read_png, write_png
-from ..masks import colorize, make_grid, mask_statistics, overlay
+from ..masks import colorize, make_grid, overlay
 from .generate import steps_record, to_arrays
 
 SUBDIRS = ("images", "masks", "masks_rgb")
@@ -213,7 +214,7 @@ def write_grid(sample_dir, indices, num_defect):
 
 def folder_mask_stats(sample_dir, indices, num_defect):
     """
-    Give the class statistics of the written masks of `indices`: :func:`defect_gen.masks.mask_statistics`,
+    Give the class statistics of the written masks of `indices`: :func:`defect_gen.data.stats.mask_statistics`,
     the format of the training statistics that checkpoints carry.
     """
     return mask_statistics(_index_maps(sample_dir, indices, num_defect), num_defect)
@@ -236,7 +237,7 @@ def format_stats_table(classes, generated, training=None):
     Give a text table of generated vs training mask statistics per class (background first), and the
     share of masks without any defect.
 
-    :param generated, training: dicts as :func:`defect_gen.masks.mask_statistics` gives (training may
+    :param generated, training: dicts as :func:`defect_gen.data.stats.mask_statistics` gives (training may
         be None); a value that is missing or None (no masks) shows as "-".
     """
 

@@ -17,7 +17,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
 from .. import __version__, dist_util
-from ..data.dataset import mask_class_weights
+from ..data.stats import mask_class_weights
 from ..errors import CheckpointError, TrainingError, first_line
 from ..fileio import write_png
 from ..masks import (
