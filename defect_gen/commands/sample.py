@@ -174,6 +174,7 @@ class _Job:
 
 
 def _sample(args, started, device, rank, world, folder_lock):
+    """Run the command's steps: plan, prepare the folder, generate what is missing, finish."""
     job = _plan(args, device, rank)
     _prepare_folder(args, job, device, rank, world, folder_lock)
     load_s = time.perf_counter() - started

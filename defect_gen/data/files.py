@@ -78,6 +78,7 @@ def check_max_value(values, path, max_value):
 
 
 def try_inspect_pair(job):
+    """Give (mask value counts, None) of an (image, mask, binary, max_value) job, or (None, problem)."""
     try:
         return _inspect_pair(*job), None
     except DatasetError as exc:

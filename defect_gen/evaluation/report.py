@@ -294,6 +294,7 @@ def _set_sections(name, entry, classes, train_stats):
 
 
 def _guard_lines(entry):
+    """The guard section: the generators' checkpoints and what they saw."""
     out = []
     gens = entry["guard"]["generators"]
     if gens:
@@ -309,6 +310,7 @@ def _guard_lines(entry):
 
 
 def _memorisation_lines(entry):
+    """The memorisation section: near-copies of training images."""
     mem = entry.get("memorisation")
     out = ["", "### Memorisation", ""]
     if mem:
@@ -356,6 +358,7 @@ def _memorisation_lines(entry):
 
 
 def _diversity_lines(entry):
+    """The diversity section: mean pairwise distances."""
     div = entry.get("diversity")
     out = ["", "### Diversity", ""]
     if div:
@@ -378,6 +381,7 @@ def _diversity_lines(entry):
 
 
 def _mask_lines(entry, classes, train_stats):
+    """The masks section: class frequencies and areas, training vs synthetic."""
     ms = entry["mask_stats"]
     out = [
         "",
@@ -403,6 +407,7 @@ def _mask_lines(entry, classes, train_stats):
 
 
 def _fid_lines(entry):
+    """The FID / KID section."""
     fid = entry.get("fid") or {}
     out = ["", "### FID / KID", ""]
     if fid.get("computed"):

@@ -311,6 +311,7 @@ def _comparisons(config, rows, per_image, num_classes):
 
 
 def _environment(config):
+    """Give the report's record of the software and the device."""
     return {
         "torch": torch.__version__,
         "numpy": np.__version__,
@@ -322,6 +323,7 @@ def _environment(config):
 
 
 def _data_record(real):
+    """Give the report's record of the real data: layout, classes, counts, training files."""
     return {
         "layout": real.layout,
         "classes": ["background"] + list(real.classes),
@@ -335,6 +337,7 @@ def _data_record(real):
 
 
 def _segmentation_record(config, num_classes, weights, rows, comparisons):
+    """Give the report's segmentation section: the model, definitions, rows and comparisons."""
     return {
         "model": {
             "class": "defect_gen.evaluation.segnet.SegNet",
