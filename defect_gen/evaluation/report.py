@@ -71,6 +71,9 @@ def verdict_sentence(row_key, base, comparison):
     """
     ci, boot = comparison["seeds"], comparison.get("bootstrap")
     words = comparison.get("verdict")
+    base_row = comparison.get("base_row")
+    if base_row and base_row != base:
+        base = f"{base} = row {base_row}"
     by = f"by {_signed(ci['mean'])} {_interval(ci)} mIoU w/o background"
     if words is None:
         text = f"{row_key} against {BASE_NAMES.get(base, base)}: cannot be judged (one seed), {by}"
@@ -99,6 +102,9 @@ def verdict_paragraphs(report):
                 sentences.append(verdict_sentence(key, base, comparison))
         if not sentences:
             sentences = ["no row compares it with real (a) or copy-paste (c)."]
+        best = seg.get("best_baseline_a")
+        if best:
+            sentences.append(f"Baseline (a) is row {best}, the better of the (a) rows.")
         out.append(
             f"**{name}**: " + " ".join(sentences) + f" Intervals: 95%, paired over {n} seeds (t)."
         )
@@ -140,6 +146,7 @@ def render_markdown(report):
         "## Rows (mean ± std over seeds)",
         "",
     ]
+    out[-2:-2] = _good_lines(report)
     table = []
     for key, m in rows.items():
         s = m["summary"]
@@ -422,3 +429,24 @@ def write_report(result, out_dir):
     atomic_write_text(paths["md"], render_markdown(report))
     write_png(paths["png"], render_figure(result))
     return paths
+
+
+def _good_lines(report):
+    """Give the Markdown lines on the good images and the chosen baseline (a) (issue 20)."""
+    seg, good = report["segmentation"], report.get("good_images")
+    lines = []
+    if good is not None:
+        lines.append(
+            f"Good images: {good['count']} ({good['source']}); copy-paste target "
+            f"`{good['copy_paste_target']}`."
+        )
+    best = seg.get("best_baseline_a")
+    if best:
+        means = ", ".join(
+            f"{k} {_fmt(v)}" for k, v in (seg.get("best_baseline_a_means") or {}).items()
+        )
+        lines.append(
+            f"Baseline (a) = row **{best}**, the best (a) row by mean mIoU w/o background "
+            f"({means}); every synthetic row is compared with it."
+        )
+    return lines + [""] if lines else []

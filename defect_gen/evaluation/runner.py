@@ -21,8 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from defect_gen.evaluation import baselines as baselines_lib
 from defect_gen.evaluation import stats as stats_lib
+from defect_gen.evaluation.amount import amounts
 from defect_gen.evaluation.augment import CopyPaste, classic_augment
+from defect_gen.evaluation.data import EvaluationError
+from defect_gen.evaluation.good import good_overlap_problems, load_good
+from defect_gen.evaluation.guard import ValidationIdentity, allowed_problem
 from defect_gen.evaluation.metrics import mean_std
 from defect_gen.evaluation.plan import (
     BASELINES,
@@ -180,23 +185,54 @@ def run_evaluation(config):
         len(real.val),
         config.resolution,
     )
+    t0 = time.perf_counter()
+    good = load_good(config.data_dir, resolution=config.resolution, num_good=config.num_good)
+    good_problems = []
+    if len(good):
+        identity = ValidationIdentity(
+            config.data_dir, real.val.names, num_defect=config.num_defect, classes=config.classes
+        )
+        good_problems = good_overlap_problems(good.names, identity)
+        if good_problems and not config.allow_overlap:
+            raise EvaluationError(good_problems[0])
+        good_problems = [allowed_problem(p) for p in good_problems]
+        for problem in good_problems:
+            logger.warning("good images: %s", problem)
+    timings["load_good"] = time.perf_counter() - t0
+    target = baselines_lib.effective_target(config, len(good))
+    if target != config.copy_paste_target:
+        logger.warning(
+            "no good images: copy-paste (c / e) pastes onto the real pairs (target defective)"
+        )
+    logger.info("good images: %d from the training side", len(good))
     loaded = load_sets(config, sets, real, timings)
+    rs = amounts(config, rs)
 
     # Same settings, same seeds (hence same initial weights and real batches) and the same loss
     # (class weights from the real training masks) for every row.
     t0 = time.perf_counter()
     weights = class_weights(real.train.masks, num_classes) if config.train.class_balance else None
     plan = row_plan(baselines, regimes, loaded, rs)
+    if "a" in baselines and len(good):
+        plan.insert(baselines.index("a") + 1, ("a+good", "a+good", None, None))
     jobs, rows_meta = [], {}
     for key, family, name, r in plan:
         if name is None:
-            label, description = BASELINES[family]
+            label, description = (
+                baselines_lib.GOOD_ROW if family == "a+good" else BASELINES[family]
+            )
+            if family == "c":
+                description = baselines_lib.c_description(config, target)
             syn = None
         else:
             label, description = (t.format(name=name) for t in SYNTHETIC_REGIMES[family])
             syn = loaded[name]["selections"][r][0]
-        augment = _augmenter(family, real.train, config)
-        rows_meta[key] = (label, description, family, name, r, syn)
+        augment, streams = baselines_lib.streams(family, real.train, good, config)
+        if family == "b":
+            augment = _augmenter(family, real.train, config)
+        if syn is not None and r.share is not None:
+            streams["synthetic_share"] = r.share
+        rows_meta[key] = (label, description, family, name, r, syn, streams)
         for seed in range(config.seeds):
             kwargs = dict(
                 num_classes=num_classes,
@@ -206,6 +242,7 @@ def run_evaluation(config):
                 augment=augment,
                 weights=weights,
                 synthetic=None if syn is None else (syn.images, syn.masks),
+                **streams,
             )
             jobs.append(((key, seed), (real.train.images, real.train.masks, real.val), kwargs))
     results = {}
@@ -228,14 +265,17 @@ def run_evaluation(config):
 
     _run_jobs(jobs, config.workers, finished)
     rows, per_image = {}, {}
-    for key, (label, description, family, name, r, syn) in rows_meta.items():
+    for key, (label, description, family, name, r, syn, streams) in rows_meta.items():
         runs = [results[key, seed][0] for seed in range(config.seeds)]
         rows[key] = {
             "name": label,
             "description": description,
             "family": family,
             "set": name,
-            "ratio": r,
+            "ratio": None if r is None else r.ratio,
+            "count": None if r is None else r.count,
+            "share": None if r is None else r.share,
+            "good_images": len(streams.get("good", ())),
             "real_pool_size": len(real.train),
             "synthetic_pool_size": 0 if syn is None else len(syn),
             "per_seed": runs,
@@ -244,21 +284,26 @@ def run_evaluation(config):
         per_image[key] = np.stack([results[key, seed][1] for seed in range(config.seeds)])
     timings["segmentation"] = time.perf_counter() - t0
 
+    # Baseline (a) is the better of its measured rows (a, a+good); synthetic rows face that one.
+    best_a = baselines_lib.best_row(rows)
+    base_rows = {"a": best_a, "c": "c" if "c" in rows else None}
     comparisons = {}
     for key, entry in rows.items():
         if entry["set"] is None:
             continue
         comparisons[key] = {}
         for base in COMPARE_WITH:
-            if base in rows:
+            base_key = base_rows.get(base, base)
+            if base_key in rows:
                 comparisons[key][base] = compare(
                     entry["per_seed"],
-                    rows[base]["per_seed"],
+                    rows[base_key]["per_seed"],
                     per_image[key],
-                    per_image[base],
+                    per_image[base_key],
                     num_classes=num_classes,
                     resamples=config.bootstrap_resamples,
                 )
+                comparisons[key][base]["base_row"] = base_key
 
     report = {
         "version": REPORT_VERSION,
@@ -300,8 +345,21 @@ def run_evaluation(config):
             "synthetic set of M pairs next to N real ones adds batch_size * M / N synthetic draws "
             "per step, so each synthetic pair is drawn as often as each real pair",
             "rows": rows,
-            "delta_vs_a": paired_deltas(rows),
+            "delta_vs_a": paired_deltas(rows, base=best_a or "a"),
+            "best_baseline_a": best_a,
+            "best_baseline_a_means": {
+                k: baselines_lib.mean_fg(rows[k]) for k in baselines_lib.A_ROWS if k in rows
+            },
             "comparisons": comparisons,
+        },
+        "good_images": {
+            "count": len(good),
+            "files": good.names,
+            "source": "the dataset's training side only (train/good, else the good folder beside "
+            "the defect types); resized like the real pairs; all-background masks",
+            "guard": {"problems": good_problems, "overridden": bool(good_problems)},
+            "copy_paste_target": target,
+            "copy_paste_target_asked": config.copy_paste_target,
         },
         "synthetic": {},
         "mask_stats": {"train": mask_statistics(real.train.masks, real.num_defect)},
