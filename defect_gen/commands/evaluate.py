@@ -17,8 +17,8 @@ a+good, real pairs + the good images as negatives (a third stream, each good ima
 a real pair). (b) flips, 90° rotations, brightness / contrast jitter. (c) real pairs + the good
 images with, at --copy_paste_probability, one real defect region pasted onto each drawn good image:
 randomly flipped, rotated by k * 90°, scaled 0.75-1.25, placed fully inside, blended by
---copy_paste_blend alpha (feathered edge over --copy_paste_feather px) or poisson; the mask takes the
-class on the region. --copy_paste_target defective is the old (c): regions pasted pixel-exactly onto
+--copy_paste_blend alpha (feathered edge over --copy_paste_feather px) or poisson; the mask takes
+the class on the region. --copy_paste_target defective is the old (c): regions pasted pixel-exactly onto
 the other real pairs; both: onto good images and real pairs.
 
 How much synthetic data: --synthetic_count 25,100,400 gives rows of that many distinct pairs per set

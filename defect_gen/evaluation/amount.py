@@ -48,7 +48,7 @@ def parse_counts(text):
 
 
 def parse_shares(text):
-    """Give a tuple of floats in (0, 1) from "0.25,0.5"; EvaluationError naming --synthetic_share."""
+    """Give a tuple of floats in (0, 1) from "0.25,0.5"; EvaluationError naming the option."""
     return _parse(text, "--synthetic_share", _share)
 
 
@@ -86,7 +86,9 @@ def _parse(text, option, convert):
                 raise ValueError
             out.append(convert(v))
         except (TypeError, ValueError, OverflowError):
-            what = "integers in 1..1000000" if option == "--synthetic_count" else "numbers in (0, 1)"
+            what = "numbers in (0, 1)"
+            if option == "--synthetic_count":
+                what = "integers in 1..1000000"
             raise EvaluationError(f"{option}: {v!r} is not valid; give {what}, comma separated")
     return tuple(dict.fromkeys(out))
 

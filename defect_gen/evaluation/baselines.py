@@ -72,7 +72,8 @@ def streams(family, real_train, good, config):
         feather=config.copy_paste_feather,
     )
     if target == "defective":
-        return CopyPaste(real_train.images, real_train.masks, probability=settings["probability"]), {}
+        p = settings["probability"]
+        return CopyPaste(real_train.images, real_train.masks, probability=p), {}
     paste = PasteOnto(real_train.images, real_train.masks, **settings)
     extra = dict(good_kwargs, good_augment=paste)
     if target == "both":

@@ -10,7 +10,7 @@ import numpy as np
 
 
 def _erode(region):
-    """Give bool [H x W]: pixels whose whole 3 x 3 neighbourhood lies in `region` (outside = False)."""
+    """Give bool [H x W]: the pixels whose whole 3 x 3 neighbourhood lies in `region`."""
     padded = np.pad(region, 1, constant_values=False)
     h, w = region.shape
     out = np.ones_like(region)

@@ -37,13 +37,20 @@ def load_good(data_dir, *, resolution, num_good=None):
     empty = data_lib._stack([], [], [], resolution)
     if num_good == 0:
         return empty
+    layouts_log = logging.getLogger(dataset_layouts.__name__)
+    level = layouts_log.level
+    if num_good is None:
+        # "All of them" is asked as a huge count; its "fewer than asked" warning would be noise.
+        layouts_log.setLevel(logging.ERROR)
     try:
         pairs = dataset_layouts.find_good_pairs(data_dir, _ALL if num_good is None else num_good)
     except DatasetError as e:
         if "no good images found" not in str(e):
             raise
-        logger.warning("%s: no good images on the training side; rows a+good / c use none", data_dir)
+        logger.warning("%s: no good images on the training side", data_dir)
         return empty
+    finally:
+        layouts_log.setLevel(level)
     decoded = []
     for pair in pairs:
         image, mask = data_lib.read_pair(pair, None)
@@ -229,7 +236,9 @@ def check_good_settings(probability, blend, feather, target):
     _finite_in("--copy_paste_probability", probability, 0.0, 1.0)
     _finite_in("--copy_paste_feather", feather, 0.0, 64.0)
     if blend not in BLENDS:
-        raise EvaluationError(f"--copy_paste_blend must be one of {', '.join(BLENDS)}, got {blend!r}")
+        raise EvaluationError(
+            f"--copy_paste_blend must be one of {', '.join(BLENDS)}, got {blend!r}"
+        )
     if target not in TARGETS:
         raise EvaluationError(
             f"--copy_paste_target must be one of {', '.join(TARGETS)}, got {target!r}"
@@ -240,7 +249,9 @@ def _finite_in(option, value, lo, hi):
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     ok = ok and np.isfinite(value) and lo <= value <= hi
     if not ok:
-        raise EvaluationError(f"{option} must be a finite number in [{lo:g}, {hi:g}], got {value!r}")
+        raise EvaluationError(
+            f"{option} must be a finite number in [{lo:g}, {hi:g}], got {value!r}"
+        )
 
 
 __all__ = [

@@ -19,8 +19,8 @@ gives one-line problems (each naming the file) when:
 
 Masks taken from the generator's own training masks (mask source `train`) are on the training side
 by construction. The good images a manifest records per sample (`good.path`, inpaint mode) must not
-be reported images either: they are compared by pixel content too. The caller refuses on the first problem unless
---allow_overlap is given, in which case the problems become warnings in the report.
+be reported images either: they are compared by pixel content too. The caller refuses on the first
+problem unless --allow_overlap is given, in which case the problems become warnings in the report.
 """
 
 import hashlib

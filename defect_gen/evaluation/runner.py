@@ -343,7 +343,9 @@ def run_evaluation(config):
             "means skip NaN; std over seeds is the sample std (ddof=1)",
             "exposure": "every row draws the same real pairs at the same steps (same seed); a "
             "synthetic set of M pairs next to N real ones adds batch_size * M / N synthetic draws "
-            "per step, so each synthetic pair is drawn as often as each real pair",
+            "per step, so each synthetic pair is drawn as often as each real pair; good images "
+            "(rows a+good, c, e, and d with --with_good 1) are a third stream drawn the same way; "
+            "with --synthetic_share s the synthetic draws are the fraction s of every batch",
             "rows": rows,
             "delta_vs_a": paired_deltas(rows, base=best_a or "a"),
             "best_baseline_a": best_a,
