@@ -103,10 +103,9 @@ def amounts(config, ratios):
     shares = parse_shares(getattr(config, "synthetic_share", None))
     if counts is None and shares is None:
         return [Amount(ratio=r) for r in ratios]
-    ratio = ratios[0] if len(ratios) == 1 else None
-    return [
-        Amount(ratio=ratio, count=c, share=s) for c in counts or (None,) for s in shares or (None,)
-    ]
+    # A count or share replaces the ratio (check_amounts refuses both): rows without a count take
+    # the default ratio's size, N pairs (Amount.want).
+    return [Amount(count=c, share=s) for c in counts or (None,) for s in shares or (None,)]
 
 
 def check_amounts(config, ratios_given):

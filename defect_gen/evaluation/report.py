@@ -193,8 +193,9 @@ def render_markdown(report):
         out += ["", "## Synthetic pairs used (per class: used / available, quota)", ""]
         for name, entry in report["synthetic"].items():
             for ratio, sel in entry["selection"].items():
+                label = ratio if "=" in ratio else f"ratio {ratio}"  # n=COUNT,share=S keys as is
                 head = (
-                    f"Set {name}, ratio {ratio}: {sel['used']} of {sel['available']} pairs used "
+                    f"Set {name}, {label}: {sel['used']} of {sel['available']} pairs used "
                     f"(asked {sel['want']}); defect-free pairs available "
                     f"{sel['defect_free_available']}, used {sel['defect_free_used']}."
                 )
