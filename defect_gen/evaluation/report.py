@@ -177,7 +177,8 @@ def render_markdown(report):
         table = [
             [
                 key,
-                BASE_NAMES.get(base, base),
+                BASE_NAMES.get(base, base)
+                + (f" = row {c['base_row']}" if c.get("base_row", base) != base else ""),
                 _signed(c["seeds"]["mean"]),
                 _interval(c["seeds"]),
                 _interval(c["bootstrap"]) if c["bootstrap"] else "-",
