@@ -1,18 +1,41 @@
 """
 Does the synthetic data help segmentation on my data? Train a compact segmentation net on (a) real,
-(b) real + classic augmentation, (c) real + copy-paste, and per synthetic set NAME (d:NAME) real +
-the set and (e:NAME) copy-paste + the set, with one schedule and the same seeds; score each on the
-held-out real pairs, compare each synthetic row with (a) and (c) by paired deltas with 95%
-intervals, and measure each set (guard, memorisation, diversity, mask statistics, optional FID/KID).
-Writes report.json, report.md, report.png. With --tune, picks the segmenter settings by
-cross-validation over the training pairs instead (never reading the reported images).
+(a+good) real + good images, (b) real + classic augmentation, (c) copy-paste onto good images, and
+per synthetic set NAME (d:NAME) real + the set and (e:NAME) copy-paste + the set, with one schedule
+and the same seeds; score each on the held-out real pairs, compare each synthetic row with the
+better (a) row and with (c) by paired deltas with 95% intervals, and measure each set (guard,
+memorisation, diversity, mask statistics, optional FID/KID). Writes report.json, report.md,
+report.png. With --tune, picks the segmenter and baseline settings by cross-validation over the
+training pairs instead (never reading the reported images).
+
+Good images: the dataset's defect-free images from the TRAINING side only (train/good, else the
+good folder beside the defect types), resized like the real pairs, all-background masks; the guard
+refuses one whose pixels equal a reported image's (--num_good N, default all, 0 disables).
+
+Baselines: (a) is the better (by mean mIoU w/o background) of row a, real pairs alone, and row
+a+good, real pairs + the good images as negatives (a third stream, each good image drawn as often as
+a real pair). (b) flips, 90° rotations, brightness / contrast jitter. (c) real pairs + the good
+images with, at --copy_paste_probability, one real defect region pasted onto each drawn good image:
+randomly flipped, rotated by k * 90°, scaled 0.75-1.25, placed fully inside, blended by
+--copy_paste_blend alpha (feathered edge over --copy_paste_feather px) or poisson; the mask takes
+the class on the region. --copy_paste_target defective is the old (c): regions pasted pixel-exactly onto
+the other real pairs; both: onto good images and real pairs.
+
+How much synthetic data: --synthetic_count 25,100,400 gives rows of that many distinct pairs per set
+(chosen by --synthetic_select); --synthetic_share 0.25,0.5 makes the synthetic pairs that fraction
+of every batch; rows are keyed d:NAME@n=COUNT,share=SHARE. Filtered against unfiltered sets: give
+both as --synthetic NAME=DIR.
 
     python scripts/evaluate.py --data_dir D --num_train_per_type 5 --synthetic NAME=DIR ... \
-        --out DIR [--resolution 128] [--seeds 5] [--synthetic_ratio 1 | 0.5,1,2,3] \
+        --out DIR [--resolution 128] [--seeds 10] [--synthetic_ratio 1 | 0.5,1,2,3] \
+        [--synthetic_count 25,100,400] [--synthetic_share 0.25,0.5] [--num_good N] \
+        [--copy_paste_target good|defective|both] [--copy_paste_blend alpha|poisson] \
         [--synthetic_select first|defect|balanced] [--baselines real,classic,copy_paste] \
         [--regimes d,e] [--allow_overlap]
     python scripts/evaluate.py --data_dir D --num_train_per_type 5 --out DIR --tune \
-        [--tune_grid "lr=5e-4,1e-3,2e-3;dice_weight=0,1"] [--tune_folds 3]
+        [--tune_grid "lr=5e-4,1e-3,2e-3;dice_weight=0,1"] [--tune_folds 3] \
+        [--tune_baseline_grid "with_good=0,1;copy_paste_probability=0.5,1;..."]
+    python scripts/evaluate.py ... --tuned DIR/tune.json   # the main run with the tuned values
 """
 
 import argparse
@@ -24,7 +47,7 @@ import torch
 
 from ..dist_util import parse_device
 from ..errors import EvaluationError
-from ..evaluation import tune
+from ..evaluation import amount, baseline_tune, tune
 from ..evaluation.plan import (
     BASELINE_NAMES,
     EvalConfig,
@@ -41,7 +64,13 @@ from .cli import run_cli
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parts = __doc__.split("\n\n")
+    p = argparse.ArgumentParser(
+        description=parts[0],
+        # The good images, the baselines and the synthetic amounts, as written above.
+        epilog="\n\n".join(parts[1:4]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--data_dir", required=True, help="real dataset folder (any supported layout)")
     p.add_argument(
         "--num_train_per_type",
@@ -59,7 +88,12 @@ def parse_args(argv=None):
     )
     p.add_argument("--out", required=True, help="output folder for report.json / .md / .png")
     p.add_argument("--resolution", type=int, default=128, help="square training/validation size")
-    p.add_argument("--seeds", type=int, default=5, help="number of seeds (0..N-1) per row")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=10,
+        help="number of seeds (0..N-1) per row (10: every row a verdict compares)",
+    )
     p.add_argument(
         "--iterations",
         type=int,
@@ -88,8 +122,55 @@ def parse_args(argv=None):
     )
     p.add_argument(
         "--synthetic_ratio",
-        default="1",
-        help="synthetic:real pair count, or a comma list (0.5,1,2,3) for one row per ratio",
+        default=None,
+        help="synthetic:real pair count, or a comma list (0.5,1,2,3) for one row per ratio "
+        "(default 1; not with --synthetic_count / --synthetic_share)",
+    )
+    p.add_argument(
+        "--synthetic_count",
+        default=None,
+        help="comma list of distinct synthetic pairs per row (e.g. 25,100,400), picked by "
+        "--synthetic_select; more than a set holds is an error",
+    )
+    p.add_argument(
+        "--synthetic_share",
+        default=None,
+        help="comma list of the synthetic fraction of every training batch, each in (0, 1) (e.g. "
+        "0.25,0.5); default: each synthetic pair drawn as often as each real pair",
+    )
+    p.add_argument(
+        "--num_good",
+        type=int,
+        default=None,
+        help="good images read from the training side (default: all; 0: none, so no a+good row "
+        "and copy-paste onto the real pairs)",
+    )
+    p.add_argument(
+        "--with_good",
+        type=int,
+        choices=[0, 1],
+        default=1,
+        help="1: synthetic rows d draw the good images too, as row a+good does (the (a) choice "
+        "--tune makes)",
+    )
+    p.add_argument(
+        "--copy_paste_target",
+        default="good",
+        choices=["good", "defective", "both"],
+        help="baseline c pastes onto: good images (default), defective = the other real pairs "
+        "(the pre-issue-20 c), both",
+    )
+    p.add_argument(
+        "--copy_paste_blend",
+        default="alpha",
+        choices=["alpha", "poisson"],
+        help="c: feathered alpha edge, or Poisson blending (source gradients, good image boundary)",
+    )
+    p.add_argument(
+        "--copy_paste_feather",
+        type=float,
+        default=2.0,
+        help="c: feather width in px at --resolution (the pasted margin around the region)",
     )
     p.add_argument(
         "--synthetic_select",
@@ -134,10 +215,28 @@ def parse_args(argv=None):
         "batch_size, class_balance (default: the frozen defaults' grid)",
     )
     p.add_argument("--tune_folds", type=int, default=3, help="cross-validation folds for --tune")
+    p.add_argument(
+        "--tune_baseline_grid",
+        help="baseline settings --tune tries with the same folds, \"key=v1,v2;...\" over with_good "
+        "(a: 0 = row a, 1 = a+good), copy_paste_probability, copy_paste_blend, "
+        "copy_paste_feather (c); default \"with_good=0,1;copy_paste_probability=0.5,1;"
+        "copy_paste_blend=alpha,poisson;copy_paste_feather=2\"; none: skip",
+    )
+    p.add_argument(
+        "--tuned",
+        metavar="TUNE_JSON",
+        help="take the settings a --tune run chose (its tune.json flags) as defaults; flags given "
+        "here still win",
+    )
     p.add_argument("--num_defect", type=int, default=None, help="number of defect classes K")
     p.add_argument("--classes", help="comma list of defect type names in class order (MVTec)")
     p.add_argument("--max_val", type=int, help="at most this many validation pairs per defect type")
-    p.add_argument("--copy_paste_probability", type=float, default=0.5)
+    p.add_argument(
+        "--copy_paste_probability",
+        type=float,
+        default=0.5,
+        help="c / e: chance that a drawn sample gets one pasted defect region",
+    )
     near_copy = "near-copy when NN distance / median train-NN distance is below this"
     p.add_argument("--memorisation_threshold", type=float, default=1.0 / 3.0, help=near_copy)
     p.add_argument(
@@ -163,7 +262,34 @@ def parse_args(argv=None):
         "on a GPU 4 share it well)",
     )
     p.add_argument("--quiet", action="store_true", help="log warnings only")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.tuned:
+        # Re-parse with the tuned flags as defaults, so flags given on the command line win.
+        p.set_defaults(**_tuned_defaults(p, args.tuned))
+        args = p.parse_args(argv)
+    return args
+
+
+def _tuned_defaults(parser, path):
+    """Give {dest: value} of the flags a tune.json records (segmenter and baselines)."""
+    import json
+    import shlex
+
+    try:
+        with open(path) as f:
+            record = json.load(f)
+        base = (record.get("baselines") or {}).get("flags") or ""
+        flags = shlex.split(record["flags"] + " " + base)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        parser.error(f"--tuned {path}: not a readable tune.json ({e})")
+    known = {a.option_strings[0]: a for a in parser._actions if a.option_strings}
+    out = {}
+    for flag, value in zip(flags[::2], flags[1::2]):
+        action = known.get(flag)
+        if action is None:
+            parser.error(f"--tuned {path}: unknown flag {flag}")
+        out[action.dest] = action.type(value) if action.type else value
+    return out
 
 
 def main(argv=None):
@@ -184,7 +310,14 @@ def main(argv=None):
         baselines=_baselines(args.baselines),
         regimes=tuple(r.strip() for r in args.regimes.split(",") if r.strip()),
         modes=tuple(args.modes.split(",")) if args.modes else None,
-        synthetic_ratio=_ratios(args.synthetic_ratio),
+        synthetic_ratio=None if args.synthetic_ratio is None else _ratios(args.synthetic_ratio),
+        synthetic_count=amount.parse_counts(args.synthetic_count),
+        synthetic_share=amount.parse_shares(args.synthetic_share),
+        num_good=args.num_good,
+        with_good=bool(args.with_good),
+        copy_paste_target=args.copy_paste_target,
+        copy_paste_blend=args.copy_paste_blend,
+        copy_paste_feather=args.copy_paste_feather,
         synthetic_select=args.synthetic_select,
         allow_overlap=args.allow_overlap,
         bootstrap_resamples=args.bootstrap,
@@ -223,10 +356,16 @@ def main(argv=None):
             raise EvaluationError(f"{flag} {path}: no such folder")
     check_writable_folder(args.out, "--out")
     if args.tune:
+        base_grid = baseline_tune.parse_baseline_grid(args.tune_baseline_grid)
         record = tune.run_tuning(config, tune.parse_grid(args.tune_grid), args.tune_folds)
+        record["baselines"] = baseline_tune.run_baseline_tuning(
+            config, base_grid, args.tune_folds, segmenter=record["best"]["settings"]
+        )
         paths = tune.write_tuning(record, args.out)
         best = record["best"]
         print(f"tuned: {record['flags']} (cross-validated mIoU w/o bg {best['mean']:.4f})")
+        if record["baselines"]:
+            print(f"tuned baselines: {record['baselines']['flags']}")
     else:
         result = run_evaluation(config)
         paths = write_report(result, args.out)

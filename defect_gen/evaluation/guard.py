@@ -18,8 +18,9 @@ gives one-line problems (each naming the file) when:
   the path of a validation image or mask.
 
 Masks taken from the generator's own training masks (mask source `train`) are on the training side
-by construction; good images are not reported images. The caller refuses on the first problem unless
---allow_overlap is given, in which case the problems become warnings in the report.
+by construction. The good images a manifest records per sample (`good.path`, inpaint mode) must not
+be reported images either: they are compared by pixel content too. The caller refuses on the first
+problem unless --allow_overlap is given, in which case the problems become warnings in the report.
 """
 
 import hashlib
@@ -177,6 +178,7 @@ def check_synthetic_set(folder, manifest, *, real, identity, num_train_per_type)
         if path and (path in identity.images or path in identity.masks):
             problems.append(f"{mpath}: {key} is the reported validation file {value}")
             break
+    problems += good_source_problems(manifest, mpath, identity)
     ckpts = _checkpoints(manifest)
     if not ckpts:
         problems.append(
@@ -258,3 +260,20 @@ def _check_checkpoint(key, path, mpath, real, identity, generators):
             f"--num_train_per_type images per type only, or {_HINT}"
         )
     return problems
+
+
+def good_source_problems(manifest, mpath, identity):
+    """
+    Give a one-line problem when a good image a sample manifest records (samples[*].good.path) is a
+    reported validation image, by path or by decoded pixel content (a copy under another name).
+    """
+    from .good import manifest_good_paths
+
+    paths = manifest_good_paths(manifest)
+    hits = identity.overlap_by_content(paths) if paths else []
+    if not hits:
+        return []
+    return [
+        f"{mpath}: {len(hits)} good image(s) its samples were inpainted into are reported "
+        f"validation images, e.g. {hits[0]}; take good images from the training side, or {_HINT}"
+    ]

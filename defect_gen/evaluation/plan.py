@@ -19,7 +19,10 @@ from .selection import SELECTIONS
 BASELINES = {
     "a": ("real", "real training pairs only"),
     "b": ("real+classic", "real pairs with flips, 90° rotations, brightness/contrast jitter"),
-    "c": ("real+copy-paste", "real pairs with real defect regions pasted onto other real images"),
+    "c": (
+        "real+copy-paste",
+        "real pairs + good images with real defect regions pasted onto the good images",
+    ),
 }
 BASELINE_NAMES = {"real": "a", "classic": "b", "copy_paste": "c"}
 SYNTHETIC_REGIMES = {
@@ -42,11 +45,14 @@ class EvalConfig:
     # [(name, folder), ...]; a bare folder string is one set named by the folder's base name.
     synthetic: object = None
     resolution: int = 128
-    seeds: int = 5
+    seeds: int = 10
     baselines: tuple = ("a", "b", "c")
     regimes: tuple = ("d", "e")
     modes: Optional[tuple] = None  # letters out of a..e; when given, replaces baselines / regimes
-    synthetic_ratio: object = (1.0,)  # one float or a sequence: one row per ratio
+    synthetic_ratio: object = None  # one float or a sequence: one row per ratio (None: 1)
+    # Distinct synthetic pairs per row and their share of each batch (amount.py); None: by ratio.
+    synthetic_count: object = None
+    synthetic_share: object = None
     synthetic_select: str = "balanced"
     allow_overlap: bool = False
     bootstrap_resamples: int = 2000
@@ -55,6 +61,12 @@ class EvalConfig:
     max_val: Optional[int] = None
     device: str = "cpu"
     copy_paste_probability: float = 0.5
+    # Baseline (c) and the good images (good.py): None = every good image on the training side.
+    num_good: Optional[int] = None
+    copy_paste_target: str = "good"  # good | defective (the old variant) | both
+    copy_paste_blend: str = "alpha"  # alpha | poisson
+    copy_paste_feather: float = 2.0  # px at `resolution`
+    with_good: bool = True  # synthetic rows (d) draw the good images too, as the chosen (a) does
     memorisation_threshold: float = similarity.DEFAULT_THRESHOLD
     inception_weights: Optional[str] = None
     inception_size: int = 299
@@ -115,6 +127,8 @@ def synthetic_sets(config):
 def ratios(config):
     """Give the tuple of synthetic ratios (one row per ratio and set)."""
     value = config.synthetic_ratio
+    if value is None:
+        return (1.0,)
     values = (value,) if isinstance(value, (int, float)) else tuple(value)
     return tuple(dict.fromkeys(float(v) for v in values))
 
@@ -182,6 +196,7 @@ def check_config(config):
     for ok, message in checks:
         if not ok:
             raise EvaluationError(message)
+    _check_issue20(config)
     if len(rs) > 1 and not config.synthetic:
         raise EvaluationError("--synthetic_ratio: several ratios need --synthetic")
     if config.inception_weights and not config.synthetic:
@@ -203,10 +218,36 @@ def jsonable_config(config, sets, baselines, regimes):
 
 
 def row_plan(baselines, regimes, loaded, rs):
-    """Give [(key, family, set name or None, ratio or None)] in report order."""
+    """
+    Give [(key, family, set name or None, amount or None)] in report order.
+
+    :param rs: synthetic ratios (floats) or amount.Amount rows; an Amount with a count or a share
+        gets the key REGIME:NAME@n=COUNT,share=SHARE.
+    """
     plan = [(b, b, None, None) for b in baselines]
     for name in loaded:
         for regime in regimes:
             for r in rs:
-                plan.append((row_key(regime, name, r, len(rs) > 1), regime, name, r))
+                if getattr(r, "count", None) is not None or getattr(r, "share", None) is not None:
+                    key = f"{regime}:{name}@{r.suffix()}"
+                else:
+                    ratio = getattr(r, "ratio", r)
+                    key = row_key(regime, name, ratio, len(rs) > 1)
+                plan.append((key, regime, name, r))
     return plan
+
+
+def _check_issue20(config):
+    """The checks of the good-image, copy-paste and synthetic-amount settings (issue 20)."""
+    from . import amount, good
+
+    n = config.num_good
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+        raise EvaluationError(f"--num_good must be an integer >= 0, got {n!r}")
+    good.check_good_settings(
+        config.copy_paste_probability,
+        config.copy_paste_blend,
+        config.copy_paste_feather,
+        config.copy_paste_target,
+    )
+    amount.check_amounts(config, config.synthetic_ratio is not None)

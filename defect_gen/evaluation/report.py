@@ -71,6 +71,9 @@ def verdict_sentence(row_key, base, comparison):
     """
     ci, boot = comparison["seeds"], comparison.get("bootstrap")
     words = comparison.get("verdict")
+    base_row = comparison.get("base_row")
+    if base_row and base_row != base:
+        base = f"{base} = row {base_row}"
     by = f"by {_signed(ci['mean'])} {_interval(ci)} mIoU w/o background"
     if words is None:
         text = f"{row_key} against {BASE_NAMES.get(base, base)}: cannot be judged (one seed), {by}"
@@ -99,6 +102,9 @@ def verdict_paragraphs(report):
                 sentences.append(verdict_sentence(key, base, comparison))
         if not sentences:
             sentences = ["no row compares it with real (a) or copy-paste (c)."]
+        best = seg.get("best_baseline_a")
+        if best:
+            sentences.append(f"Baseline (a) is row {best}, the better of the (a) rows.")
         out.append(
             f"**{name}**: " + " ".join(sentences) + f" Intervals: 95%, paired over {n} seeds (t)."
         )
@@ -160,6 +166,7 @@ def _intro_lines(report):
         "## Rows (mean ± std over seeds)",
         "",
     ]
+    out[-2:-2] = _good_lines(report)
     return out
 
 
@@ -204,7 +211,8 @@ def _delta_lines(report):
         table = [
             [
                 key,
-                BASE_NAMES.get(base, base),
+                BASE_NAMES.get(base, base)
+                + (f" = row {c['base_row']}" if c.get("base_row", base) != base else ""),
                 _signed(c["seeds"]["mean"]),
                 _interval(c["seeds"]),
                 _interval(c["bootstrap"]) if c["bootstrap"] else "-",
@@ -227,8 +235,9 @@ def _used_lines(report):
         out += ["", "## Synthetic pairs used (per class: used / available, quota)", ""]
         for name, entry in report["synthetic"].items():
             for ratio, sel in entry["selection"].items():
+                label = ratio if "=" in ratio else f"ratio {ratio}"  # n=COUNT,share=S keys as is
                 head = (
-                    f"Set {name}, ratio {ratio}: {sel['used']} of {sel['available']} pairs used "
+                    f"Set {name}, {label}: {sel['used']} of {sel['available']} pairs used "
                     f"(asked {sel['want']}); defect-free pairs available "
                     f"{sel['defect_free_available']}, used {sel['defect_free_used']}."
                 )
@@ -493,3 +502,24 @@ def write_report(result, out_dir):
     atomic_write_text(paths["md"], render_markdown(report))
     write_png(paths["png"], render_figure(result))
     return paths
+
+
+def _good_lines(report):
+    """Give the Markdown lines on the good images and the chosen baseline (a) (issue 20)."""
+    seg, good = report["segmentation"], report.get("good_images")
+    lines = []
+    if good is not None:
+        lines.append(
+            f"Good images: {good['count']} ({good['source']}); copy-paste target "
+            f"`{good['copy_paste_target']}`."
+        )
+    best = seg.get("best_baseline_a")
+    if best:
+        means = ", ".join(
+            f"{k} {_fmt(v)}" for k, v in (seg.get("best_baseline_a_means") or {}).items()
+        )
+        lines.append(
+            f"Baseline (a) = row **{best}**, the best (a) row by mean mIoU w/o background "
+            f"({means}); every synthetic row is compared with it."
+        )
+    return lines + [""] if lines else []

@@ -22,9 +22,14 @@ import numpy as np
 import torch
 
 from ..data.stats import mask_statistics
+from ..errors import EvaluationError
 from ..nn import count_parameters
+from . import baselines as baselines_lib
 from . import stats as stats_lib
+from .amount import amounts
 from .augment import CopyPaste, classic_augment
+from .good import good_overlap_problems, load_good
+from .guard import ValidationIdentity, allowed_problem
 from .metrics import mean_std
 from .plan import (
     BASELINES,
@@ -170,25 +175,47 @@ def run_evaluation(config):
     start = time.perf_counter()
     real = _load_real(config, timings)
     num_classes = real.num_defect + 1
+    good, good_problems = _load_good(config, real, timings)
+    target = baselines_lib.effective_target(config, len(good))
+    if target != config.copy_paste_target:
+        logger.warning(
+            "no good images: copy-paste (c / e) pastes onto the real pairs (target defective)"
+        )
     loaded = load_sets(config, sets, real, timings)
+    rs = amounts(config, rs)
 
     # Same settings, same seeds (hence same initial weights and real batches) and the same loss
     # (class weights from the real training masks) for every row.
     t0 = time.perf_counter()
     weights = class_weights(real.train.masks, num_classes) if config.train.class_balance else None
     plan = row_plan(baselines, regimes, loaded, rs)
-    jobs, rows_meta = _jobs(config, plan, real, loaded, weights)
+    if "a" in baselines and len(good):
+        plan.insert(baselines.index("a") + 1, ("a+good", "a+good", None, None))
+    jobs, rows_meta = _jobs(config, plan, real, loaded, weights, good, target)
     results = _train_all(config, jobs, t0)
     rows, per_image = _rows(config, rows_meta, results, real)
     timings["segmentation"] = time.perf_counter() - t0
-    comparisons = _comparisons(config, rows, per_image, num_classes)
+    # Baseline (a) is the better of its measured rows (a, a+good); synthetic rows face that one.
+    best_a = baselines_lib.best_row(rows)
+    comparisons = _comparisons(config, rows, per_image, num_classes, best_a)
 
     report = {
         "version": REPORT_VERSION,
         "config": jsonable_config(config, sets, baselines, regimes),
         "environment": _environment(config),
         "data": _data_record(real),
-        "segmentation": _segmentation_record(config, num_classes, weights, rows, comparisons),
+        "segmentation": _segmentation_record(
+            config, num_classes, weights, rows, comparisons, best_a
+        ),
+        "good_images": {
+            "count": len(good),
+            "files": good.names,
+            "source": "the dataset's training side only (train/good, else the good folder beside "
+            "the defect types); resized like the real pairs; all-background masks",
+            "guard": {"problems": good_problems, "overridden": bool(good_problems)},
+            "copy_paste_target": target,
+            "copy_paste_target_asked": config.copy_paste_target,
+        },
         "synthetic": {},
         "mask_stats": {"train": mask_statistics(real.train.masks, real.num_defect)},
         "timings": timings,
@@ -218,19 +245,50 @@ def _load_real(config, timings):
     return real
 
 
-def _jobs(config, plan, real, loaded, weights):
+def _load_good(config, real, timings):
+    """
+    Give (the good images of the training side, the guard's allowed problems): EvaluationError when
+    one of them is a reported image, unless --allow_overlap.
+    """
+    t0 = time.perf_counter()
+    good = load_good(config.data_dir, resolution=config.resolution, num_good=config.num_good)
+    problems = []
+    if len(good):
+        identity = ValidationIdentity(
+            config.data_dir, real.val.names, num_defect=config.num_defect, classes=config.classes
+        )
+        problems = good_overlap_problems(good.names, identity)
+        if problems and not config.allow_overlap:
+            raise EvaluationError(problems[0])
+        problems = [allowed_problem(p) for p in problems]
+        for problem in problems:
+            logger.warning("good images: %s", problem)
+    timings["load_good"] = time.perf_counter() - t0
+    logger.info("good images: %d from the training side", len(good))
+    return good, problems
+
+
+def _jobs(config, plan, real, loaded, weights, good, target):
     """Give (the training jobs: one per row and seed, {row key: what the row is})."""
     num_classes = real.num_defect + 1
     jobs, rows_meta = [], {}
     for key, family, name, r in plan:
         if name is None:
-            label, description = BASELINES[family]
+            label, description = (
+                baselines_lib.GOOD_ROW if family == "a+good" else BASELINES[family]
+            )
+            if family == "c":
+                description = baselines_lib.c_description(config, target)
             syn = None
         else:
             label, description = (t.format(name=name) for t in SYNTHETIC_REGIMES[family])
             syn = loaded[name]["selections"][r][0]
-        augment = _augmenter(family, real.train, config)
-        rows_meta[key] = (label, description, family, name, r, syn)
+        augment, streams = baselines_lib.streams(family, real.train, good, config)
+        if family == "b":
+            augment = _augmenter(family, real.train, config)
+        if syn is not None and r.share is not None:
+            streams["synthetic_share"] = r.share
+        rows_meta[key] = (label, description, family, name, r, syn, streams)
         for seed in range(config.seeds):
             kwargs = dict(
                 num_classes=num_classes,
@@ -240,6 +298,7 @@ def _jobs(config, plan, real, loaded, weights):
                 augment=augment,
                 weights=weights,
                 synthetic=None if syn is None else (syn.images, syn.masks),
+                **streams,
             )
             jobs.append(((key, seed), (real.train.images, real.train.masks, real.val), kwargs))
     return jobs, rows_meta
@@ -273,14 +332,17 @@ def _rows(config, rows_meta, results, real):
     """Give ({row key: the report row}, {row key: per-image scores [seeds x ...]})."""
     num_classes = real.num_defect + 1
     rows, per_image = {}, {}
-    for key, (label, description, family, name, r, syn) in rows_meta.items():
+    for key, (label, description, family, name, r, syn, streams) in rows_meta.items():
         runs = [results[key, seed][0] for seed in range(config.seeds)]
         rows[key] = {
             "name": label,
             "description": description,
             "family": family,
             "set": name,
-            "ratio": r,
+            "ratio": None if r is None else r.ratio,
+            "count": None if r is None else r.count,
+            "share": None if r is None else r.share,
+            "good_images": len(streams.get("good", ())),
             "real_pool_size": len(real.train),
             "synthetic_pool_size": 0 if syn is None else len(syn),
             "per_seed": runs,
@@ -290,23 +352,29 @@ def _rows(config, rows_meta, results, real):
     return rows, per_image
 
 
-def _comparisons(config, rows, per_image, num_classes):
-    """Give {synthetic row: {baseline: its paired comparison}} for the baselines of COMPARE_WITH."""
+def _comparisons(config, rows, per_image, num_classes, best_a):
+    """
+    Give {synthetic row: {baseline: its paired comparison}} for the baselines of COMPARE_WITH, (a)
+    being its better measured row `best_a` (recorded as "base_row").
+    """
+    base_rows = {"a": best_a, "c": "c" if "c" in rows else None}
     comparisons = {}
     for key, entry in rows.items():
         if entry["set"] is None:
             continue
         comparisons[key] = {}
         for base in COMPARE_WITH:
-            if base in rows:
+            base_key = base_rows.get(base, base)
+            if base_key in rows:
                 comparisons[key][base] = compare(
                     entry["per_seed"],
-                    rows[base]["per_seed"],
+                    rows[base_key]["per_seed"],
                     per_image[key],
-                    per_image[base],
+                    per_image[base_key],
                     num_classes=num_classes,
                     resamples=config.bootstrap_resamples,
                 )
+                comparisons[key][base]["base_row"] = base_key
     return comparisons
 
 
@@ -336,7 +404,7 @@ def _data_record(real):
     }
 
 
-def _segmentation_record(config, num_classes, weights, rows, comparisons):
+def _segmentation_record(config, num_classes, weights, rows, comparisons, best_a):
     """Give the report's segmentation section: the model, definitions, rows and comparisons."""
     return {
         "model": {
@@ -355,9 +423,15 @@ def _segmentation_record(config, num_classes, weights, rows, comparisons):
         "means skip NaN; std over seeds is the sample std (ddof=1)",
         "exposure": "every row draws the same real pairs at the same steps (same seed); a "
         "synthetic set of M pairs next to N real ones adds batch_size * M / N synthetic draws "
-        "per step, so each synthetic pair is drawn as often as each real pair",
+        "per step, so each synthetic pair is drawn as often as each real pair; good images "
+        "(rows a+good, c, e, and d with --with_good 1) are a third stream drawn the same way; "
+        "with --synthetic_share s the synthetic draws are the fraction s of every batch",
         "rows": rows,
-        "delta_vs_a": paired_deltas(rows),
+        "delta_vs_a": paired_deltas(rows, base=best_a or "a"),
+        "best_baseline_a": best_a,
+        "best_baseline_a_means": {
+            k: baselines_lib.mean_fg(rows[k]) for k in baselines_lib.A_ROWS if k in rows
+        },
         "comparisons": comparisons,
     }
 

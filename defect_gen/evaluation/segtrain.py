@@ -15,6 +15,13 @@ so every synthetic pair is drawn as often as every real pair, and the loss adds 
 sub-batch with weight (synthetic count / batch_size): each synthetic sample weighs what a real one
 does and the real stream's gradient is (a)'s. The budget therefore grows with the pool: a regime
 with synthetic ratio r costs about (1 + r) times regime (a).
+
+Good images (rows a+good, c, e) are a third stream drawn the same way (Generator (seed, 3)):
+`batch_size * G / N` per step for G good images, each an all-background negative weighing what a
+real sample does; baseline (c) pastes real defect regions onto them (its own Generator (seed, 4)),
+so (a+good) and (c) see the same good images at the same steps. With a synthetic share s
+(`amount.share_draws`), the synthetic stream instead adds k samples per step so that they are the
+fraction s of every batch (real + good + synthetic).
 """
 
 import logging
@@ -26,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .amount import share_draws
 from .metrics import confusion_matrix, segmentation_scores
 from .segnet import DEFAULT_CHANNEL_MULT, DEFAULT_WIDTH, SegNet
 
@@ -143,6 +151,10 @@ def train_segmenter(
     weights=None,
     synthetic=None,
     on_batch=None,
+    good=None,
+    good_augment=None,
+    synthetic_share=None,
+    on_good=None,
 ):
     """
     Give a SegNet trained on the real pool (images uint8 [N x R x R x 3], masks [N x R x R]) and an
@@ -153,6 +165,10 @@ def train_segmenter(
     :param weights: None or [C] cross-entropy class weights (see `class_weights`).
     :param synthetic: None or (images [M x R x R x 3], masks [M x R x R]) drawn as a second stream.
     :param on_batch: None or a callable (step, real indices, synthetic indices) told every draw.
+    :param good: None or uint8 [G x R x R x 3] good images (all-background masks), a third stream.
+    :param good_augment: None or a callable like `augment` applied to each drawn good image.
+    :param synthetic_share: None (equal exposure per pair) or the synthetic fraction of each batch.
+    :param on_good: None or a callable (step, good indices) told every good-stream draw.
     """
     torch.manual_seed(seed)
     model = SegNet(
@@ -177,10 +193,26 @@ def train_segmenter(
     if num_syn:
         syn_x, syn_y = _device_tensors(synthetic[0], synthetic[1], device)
     B = settings.batch_size
+    num_good = 0 if good is None else len(good)
+    good_rng = np.random.default_rng([seed, 3])
+    good_aug_rng = np.random.default_rng([seed, 4])
+    good_x = good_y = None
+    if num_good and good_augment is None:
+        good_x, good_y = _device_tensors(good, np.zeros(good.shape[:3], np.uint8), device)
+    done_other = done_syn = 0
     model.train()
     for step in range(settings.iterations):
         idx = batch_rng.integers(0, len(images), B)
-        k = synthetic_draws(step, B, num_syn, len(images))
+        g = synthetic_draws(step, B, num_good, len(images))
+        good_idx = good_rng.integers(0, num_good, g) if g else np.zeros(0, np.int64)
+        if synthetic_share is None:
+            k = synthetic_draws(step, B, num_syn, len(images))
+        else:
+            done_other += B + g
+            k = share_draws(done_other, done_syn, synthetic_share) if num_syn else 0
+            done_syn += k
+        if on_good is not None:
+            on_good(step, good_idx)
         syn_idx = syn_rng.integers(0, num_syn, k) if k else np.zeros(0, np.int64)
         if on_batch is not None:
             on_batch(step, idx, syn_idx)
@@ -192,13 +224,28 @@ def train_segmenter(
             x, y = _device_tensors(
                 np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]), device
             )
+        if g:
+            if good_augment is None:
+                sel = torch.from_numpy(good_idx).to(device)
+                gx, gy = good_x[sel], good_y[sel]
+            else:
+                blank = np.zeros(good.shape[1:3], np.uint8)
+                pairs = [good_augment(-1, good[i], blank, good_aug_rng) for i in good_idx]
+                gx, gy = _device_tensors(
+                    np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]), device
+                )
+            x, y = torch.cat([x, gx]), torch.cat([y, gy])
         if k:
             sel = torch.from_numpy(syn_idx).to(device)
             x, y = torch.cat([x, syn_x[sel]]), torch.cat([y, syn_y[sel]])
-        logits = model(x)  # GroupNorm is per sample: one pass over both streams changes nothing
+        logits = model(x)  # GroupNorm is per sample: one pass over the streams changes nothing
         loss = _segmentation_loss(logits[:B], y[:B], **loss_kwargs)
+        if g:
+            part = slice(B, B + g)
+            loss = loss + (g / B) * _segmentation_loss(logits[part], y[part], **loss_kwargs)
         if k:
-            loss = loss + (k / B) * _segmentation_loss(logits[B:], y[B:], **loss_kwargs)
+            part = slice(B + g, None)
+            loss = loss + (k / B) * _segmentation_loss(logits[part], y[part], **loss_kwargs)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -231,6 +278,7 @@ def train_and_score(
     augment,
     weights=None,
     synthetic=None,
+    **streams,
 ):
     """
     Give (scores, per-image confusion) of one regime and seed.
@@ -240,6 +288,7 @@ def train_and_score(
 
     :param val: PairSet of held-out real pairs at the training resolution.
     :param synthetic: None or (images, masks) of the synthetic stream (see `train_segmenter`).
+    :param streams: good / good_augment / synthetic_share, passed to `train_segmenter`.
     """
     start = time.perf_counter()
     model = train_segmenter(
@@ -252,6 +301,7 @@ def train_and_score(
         augment=augment,
         weights=weights,
         synthetic=synthetic,
+        **streams,
     )
     train_s = time.perf_counter() - start
     pred = predict(model, val.images, batch_size=settings.eval_batch_size, device=device)

@@ -12,6 +12,7 @@ from ..data.stats import mask_statistics
 from ..errors import EvaluationError
 from . import fid as fid_lib
 from . import similarity
+from .amount import amounts
 from .data import load_synthetic
 from .guard import ValidationIdentity, allowed_problem, check_synthetic_set
 from .plan import ratios
@@ -28,7 +29,7 @@ def load_sets(config, sets, real, timings):
     identity = ValidationIdentity(
         config.data_dir, real.val.names, num_defect=config.num_defect, classes=config.classes
     )
-    rs = ratios(config)
+    rows = amounts(config, ratios(config))
     for name, folder in sets:
         t0 = time.perf_counter()
         synthetic = load_synthetic(folder, num_defect=real.num_defect, resolution=config.resolution)
@@ -45,8 +46,14 @@ def load_sets(config, sets, real, timings):
         for problem in guard["problems"]:
             logger.warning("synthetic set %s: %s", name, problem)
         selections = {}
-        for r in rs:
-            want = max(1, int(round(r * len(real.train))))
+        for am in rows:
+            r = am.ratio
+            want = am.want(len(real.train))
+            if am.count is not None and am.count > len(synthetic.pairs):
+                raise EvaluationError(
+                    f"--synthetic_count {am.count}: set {name} ({folder}) holds only "
+                    f"{len(synthetic.pairs)} pairs"
+                )
             indices, record = select_synthetic(
                 synthetic.pairs.masks,
                 real.train.masks,
@@ -55,9 +62,10 @@ def load_sets(config, sets, real, timings):
                 how=config.synthetic_select,
             )
             record["ratio"] = r
+            record["count"], record["share"] = am.count, am.share
             record["statements"] = shortfall_sentences(record, real.classes)
             for sentence in record["statements"]:
-                logger.warning("synthetic set %s, ratio %g: %s", name, r, sentence)
+                logger.warning("synthetic set %s, %s: %s", name, _label(am), sentence)
             if not indices:
                 raise EvaluationError(
                     f"{folder}: no synthetic pair fits --synthetic_select "
@@ -65,14 +73,14 @@ def load_sets(config, sets, real, timings):
                     "training pairs have)"
                 )
             record["files"] = [synthetic.pairs.names[i] for i in indices]
-            selections[r] = (synthetic.pairs.subset(indices), record)
+            selections[am] = (synthetic.pairs.subset(indices), record)
             logger.info(
-                "synthetic set %s: %d pairs, %d selected (%s) for ratio %g",
+                "synthetic set %s: %d pairs, %d selected (%s) for %s",
                 name,
                 len(synthetic.pairs),
                 len(indices),
                 config.synthetic_select,
-                r,
+                _label(am),
             )
         out[name] = dict(
             folder=str(folder), synthetic=synthetic, guard=guard, selections=selections
@@ -84,7 +92,7 @@ def load_sets(config, sets, real, timings):
 def describe_set(config, name, item, real):
     """Give (the report entry of one loaded set, its memorisation examples for the figure)."""
     synthetic = item["synthetic"]
-    selections = {f"{r:g}": record for r, (_, record) in item["selections"].items()}
+    selections = {_key(am): record for am, (_, record) in item["selections"].items()}
     entry = {
         "folder": item["folder"],
         "num_pairs": len(synthetic.pairs),
@@ -146,3 +154,11 @@ def describe_set(config, name, item, real):
 
 def _fid_not_computed(reason):
     return {"computed": False, "reason": reason, "fid": None, "kid": None}
+
+
+def _label(am):
+    return f"ratio {am.ratio:g}" if am.count is None and am.share is None else am.suffix()
+
+
+def _key(am):
+    return f"{am.ratio:g}" if am.count is None and am.share is None else am.suffix()

@@ -153,6 +153,9 @@ def write_tuning(record, out_dir):
         cells = [str(c["settings"][k]) for k in keys] + [f"{c['mean']:.4f}"]
         cells += [f"{s:.4f}" for s in c["fold_scores"]]
         lines.append("| " + " | ".join(cells) + " |")
+    from .baseline_tune import markdown
+
+    lines += markdown(record)  # the baselines' settings (issue 20), when tuned
     lines += ["", f"Best: `{record['flags']}`", ""]
     atomic_write_text(paths["md"], "\n".join(lines))
     return paths
