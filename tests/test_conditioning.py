@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import assert_one_error, load_script, run_error
+
+from defect_gen.sampling.seam import disk_dilate
 from PIL import Image
 
 from defect_gen.commands.cli import run_cli
@@ -269,7 +271,7 @@ def test_inpaint_mode_keeps_the_good_image_outside_the_band(inpainted):
         mask = read(inpainted / "masks" / f"{i:06d}.png")
         assert mask.any()
         image, good = read(inpainted / "images" / f"{i:06d}.png"), read(rec["good"]["path"])
-        inside = conditioning.dilate(torch.from_numpy(mask > 0)[None], band)[0].numpy()
+        inside = disk_dilate(torch.from_numpy(mask > 0)[None], band)[0].numpy()
         assert np.array_equal(image[~inside], good[~inside])
         changed += int((image[inside] != good[inside]).any())
     assert changed == 5
@@ -341,6 +343,10 @@ def test_bad_inputs_give_one_error_line_and_leave_the_folder_as_it_was(
     big = tmp_path / "big"
     big.mkdir()
     Image.fromarray(np.zeros((RES * 2, RES * 2, 3), np.uint8)).save(big / "0.png")
+    small = tmp_path / "small"
+    small.mkdir()
+    Image.fromarray(np.zeros((RES - 2, RES * 2, 3), np.uint8)).save(small / "0.png")
+    masks_with("m", np.zeros((RES, RES), np.uint8))
     no_stain = tmp_path / "no_stain"
     shutil.copytree(ckpts["data"], no_stain)
     for p in (no_stain / "ground_truth" / "stain").glob("*.png"):
@@ -362,9 +368,17 @@ def test_bad_inputs_give_one_error_line_and_leave_the_folder_as_it_was(
         ),
         ([*inpaint, "--good_dir", str(broken)], [str(broken / "000.png"), "unreadable"]),
         (
-            [*inpaint, "--good_dir", str(big), "--strict_size"],
+            [*inpaint, "--good_dir", str(big), "--strict_size", "--size", str(RES)],
             [str(big / "0.png"), "--strict_size"],
         ),
+        ([*inpaint, "--good_dir", str(small)], [str(small / "0.png"), "smaller than the models'"]),
+        ([*inpaint, "--size", str(RES - 2)], ["--size", f"{RES}.."]),
+        (
+            [*inpaint, "--good_dir", str(big), "--mask_source", "dir", "--masks", str(tmp_path / "m")],
+            [str(tmp_path / "m" / "a.png"), f"{RES}x{RES}", f"{2 * RES}x{2 * RES}"],
+        ),
+        ([*inpaint, "--good_dir", str(big), "--mask_source", "joint"], ["--mask_source joint"]),
+        (["--mode", "mask", "--size", str(RES)], ["--size", "--mode inpaint only"]),
         (
             [
                 "--mode",

@@ -11,7 +11,7 @@ from conftest import REPO
 from PIL import Image
 
 from defect_gen.sampling.checks import check_samples, mask_contrast
-from defect_gen.sampling.conditioning import dilate
+from defect_gen.sampling.seam import disk_dilate as dilate
 
 sys.path.insert(0, str(REPO / "scripts"))
 

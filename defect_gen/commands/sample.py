@@ -16,13 +16,17 @@ Defects where you want them (see defect_gen/sampling/conditioning.py):
                                                  training masks moved at random, inpainted onto good images
                                                  (--good_dir, default the dataset's train/good)
     --mode inpaint --mask_source joint           masks drawn by the joint model, inpainted onto good images
+    --mode inpaint --size 128                    good images resized to 128 x 128 (default: their own size)
 Selection (see defect_gen/sampling/keep.py):
     --keep defect                                skip candidates whose mask holds no defect
     --keep balanced [--quota Crack=10,Break=5]   fill per-class quotas (default: training class shares)
+    --keep balanced --min_score 8                ... with candidates whose image shows their mask
+Every sample's score (defect_gen/sampling/score.py) is in manifest.json.
 """
 
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -33,6 +37,8 @@ from ..fileio import atomic_write_text
 from ..masks import DEFAULT_CLASS_WEIGHT_CORRECTION
 from ..precision import AUTOCAST_DTYPES
 from ..sampling import conditioning, folder, generate, keep
+from ..sampling.canvas import LARGE_AT_SIZE
+from ..sampling.score import sample_scores, score_of
 from ..sampling.options import SAMPLER_NAMES, SamplingOptions
 from ..sampling.pair import load_pair
 from .cli import add_device_argument, make_parser, run_cli, start_processes, str2bool
@@ -124,6 +130,26 @@ def parse_args(argv):
         "--strict_size", action="store_true", help="refuse good images of another size (no resize)"
     )
     c.add_argument("--resample", type=int, default=0, help="RePaint resampling per step (R)")
+    c.add_argument(
+        "--size",
+        type=int,
+        help="inpaint: resize the good images to N x N (N >= the models' size); default: each pair "
+        "has its good image's own size",
+    )
+    c.add_argument(
+        "--large_at_size",
+        choices=LARGE_AT_SIZE,
+        default="skip",
+        help="inpaint on a canvas larger than the models': skip the large model (the small one "
+        "takes every step; default) or run it on a downscaled copy (docs/results.md run 4)",
+    )
+    c.add_argument(
+        "--harmonize",
+        type=str2bool,
+        default=True,
+        help="inpaint: shift the drawn band smoothly to meet the good image at its border, so that "
+        "it shows no lighter or darker patch (default true)",
+    )
     k = p.add_argument_group("selection")
     k.add_argument("--keep", choices=keep.KEEP, default="all")
     k.add_argument("--quota", help="--keep balanced: Name=N,Name=N (sets --num_samples)")
@@ -132,6 +158,12 @@ def parse_args(argv):
         type=int,
         help=f"--keep: give up after this many candidates (default {keep.MAX_CANDIDATES_FACTOR} "
         "x --num_samples)",
+    )
+    k.add_argument(
+        "--min_score",
+        type=float,
+        help="--keep defect|balanced: judge a candidate whose score (mask border contrast minus "
+        "its chance level, gray levels) is below this as holding no defect",
     )
     return p.parse_args(argv)  # fmt: skip
 
@@ -210,7 +242,8 @@ def _plan(args, device, rank):
     plan = conditioning.build_plan(
         pair, mode=args.mode, mask_source=args.mask_source, masks=args.masks,
         good_dir=args.good_dir, data_dir=args.data_dir, band=args.band, per_class=args.per_class,
-        strict_size=args.strict_size, resample=args.resample, seed=args.seed,
+        strict_size=args.strict_size, resample=args.resample, seed=args.seed, size=args.size,
+        harmonize=args.harmonize, large_at_size=args.large_at_size,
     )  # fmt: skip
     if plan is None and args.data_dir is not None:
         raise ConfigError("--data_dir has no effect in --mode joint; use --mode mask or inpaint")
@@ -230,6 +263,8 @@ def _plan(args, device, rank):
             num_samples = total
     if args.keep == "all" and args.max_candidates is not None:
         raise ConfigError("--max_candidates applies to --keep defect|balanced only")
+    if args.min_score is not None and (args.keep == "all" or not math.isfinite(args.min_score)):
+        raise ConfigError("--min_score must be a finite number and applies to --keep defect|balanced only")
     options = SamplingOptions.create(
         pair.num_timesteps, switch_t=args.step_inference, sampler=args.sampler,
         timestep_respacing=args.timestep_respacing, eta=args.eta, seed=args.seed,
@@ -242,6 +277,8 @@ def _plan(args, device, rank):
         params.update(plan.params)
     if args.keep != "all":
         params.update(keep=args.keep, quotas=quotas)
+    if args.min_score is not None:
+        params["min_score"] = float(args.min_score)
     return _Job(pair, plan, options, params, quotas, num_samples, training)
 
 
@@ -279,6 +316,9 @@ def _manifest(args, job, old, device, world):
         device=device,
     )  # fmt: skip
     manifest["mode"] = args.mode
+    if job.params.get("large_at_size") == "skip":  # on a larger canvas the small model takes every step
+        T = job.pair.num_timesteps
+        manifest["steps"] = generate.steps_record(T, T, job.options.timestep_respacing)
     if args.keep != "all":
         job.selection = keep.Selection.restore(
             (old or {}).get("selection"), args.keep, job.num_samples, job.pair.classes, job.quotas,
@@ -318,7 +358,7 @@ def _generate_missing(args, job, device, rank, world):
         print(
             f"{what} with {world} process(es) on {device.type}, --mode {args.mode}: "
             f"large model {steps['large']['count']} steps, small {steps['small']['count']} "
-            f"(switch {args.step_inference}), {args.sampler} sampler, {pair.resolution} px",
+            f"(switch {args.step_inference}), {args.sampler} sampler, {_sizes_text(job)}",
             flush=True,
         )
     started = time.perf_counter()
@@ -342,6 +382,7 @@ def _finish(args, job, generated, all_calls, load_s, generate_s, world):
     pair, sel, num_samples, manifest = job.pair, job.selection, job.num_samples, job.manifest
     indices = list(range(num_samples))
     stats = folder.folder_mask_stats(args.sample_dir, indices, pair.num_defect)
+    manifest["scores"] = sample_scores(args.sample_dir, indices)
     folder.write_grid(args.sample_dir, indices, pair.num_defect)
     timing = folder.timing_record(load_s, generate_s, len(generated))
     manifest.update(
@@ -373,6 +414,14 @@ def _finish(args, job, generated, all_calls, load_s, generate_s, world):
     )
 
 
+def _sizes_text(job):
+    """Give the pairs' size for the progress line: the models' size, or the inpainting canvases."""
+    sizes = job.params.get("canvas_sizes")
+    if not sizes:
+        return f"{job.pair.resolution} px"
+    return "pairs at " + ", ".join(f"{w}x{h}" for h, w in sizes) + " px"
+
+
 def _records(plan, sel):
     """Give {candidate j: its conditioning record} of the kept candidates (empty in the joint mode)."""
     return {j: plan.record(j) for j, _ in sel.kept} if plan is not None else {}
@@ -398,10 +447,14 @@ def _select(args, job, calls, rank, world):
         for batch, x in generate.generate(
             pair, block[rank::world], job.options, call_log=calls, plan=job.plan
         ):
-            index_maps = generate.to_arrays(x)[1]
+            images, index_maps = generate.to_arrays(x)
             for b, j in enumerate(batch):
                 mine[j] = x[b : b + 1]
                 found[j] = conditioning.main_class(index_maps[b])
+                if args.min_score is not None:
+                    score = score_of(images[b], index_maps[b])
+                    if score is None or score < args.min_score:
+                        found[j] = 0  # judged as holding no defect
         for part in dist_util.all_gather_object(found):
             found.update(part)
         for j in block:

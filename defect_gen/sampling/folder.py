@@ -20,6 +20,7 @@ import time
 
 import blobfile as bf
 import numpy as np
+from PIL import Image
 
 from .. import __version__, lock
 from ..data.stats import mask_statistics
@@ -203,9 +204,13 @@ def read_sample(sample_dir, index):
 
 def write_grid(sample_dir, indices, num_defect):
     """Write grid.png: each sample's image next to the image with its mask overlaid, 4 pairs per row."""
-    tiles = []
+    tiles, size = [], None
     for i in indices[:GRID_MAX_SAMPLES]:
         rgb, index_map = read_sample(sample_dir, i)
+        size = size or rgb.shape[:2]
+        if rgb.shape[:2] != size:  # pairs at their good images' sizes: shown at the first one's
+            rgb = np.asarray(Image.fromarray(rgb).resize(size[::-1], Image.BILINEAR))
+            index_map = np.asarray(Image.fromarray(index_map).resize(size[::-1], Image.NEAREST))
         tiles += [rgb, overlay(rgb, index_map, alpha=0.5, num_classes=num_defect + 1)]
     if tiles:
         grid = make_grid(tiles, ncol=min(GRID_COLUMNS, len(tiles)), min_tile=GRID_MIN_TILE)

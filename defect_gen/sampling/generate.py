@@ -11,9 +11,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..masks import decode, split, to_uint8_rgb
+from ..masks import RGB_CHANNELS, decode, split, to_uint8_rgb
 from ..two_stage import sample_two_stage, stage_timesteps
+from .canvas import DownscaledModel, crop, pad_to_multiple
 from .conditioning import known_generator
+from .seam import harmonize
 
 
 def steps_record(num_timesteps, switch_t, timestep_respacing):
@@ -82,24 +84,83 @@ def generate(pair, indices, options, *, call_log=None, plan=None):
             batch = list(indices[start : start + options.batch_size])
             if call_log is not None:
                 large.batch = small.batch = b
-            cond = {}
-            if plan is not None:
-                cond = _conditioning(plan, batch, pair, large, small, options)
-            x = _sample(pair, large, small, batch, options, **cond)
-            yield batch, x
-            bar.update(len(batch))
+            for group in _by_canvas(plan, batch):
+                if plan is not None and plan.canvas_for(group[0]) != (pair.resolution,) * 2:
+                    x = _sample_on_canvas(pair, large, small, group, options, plan)
+                else:
+                    cond = {}
+                    if plan is not None:
+                        cond = _conditioning(plan, group, pair, large, small, options)
+                    x = _sample(pair, large, small, group, options, **cond)
+                    if plan is not None and plan.mode == "inpaint" and plan.harmonize:
+                        x = _harmonized(x, cond["known"], cond["known_weight"])
+                yield group, x
+                bar.update(len(group))
     finally:
         bar.close()
 
 
-def _sample(pair, large, small, batch, options, **cond):
-    """Give sample_two_stage's samples of `batch`, each from its own generator seeded seed + i."""
+def _sample(pair, large, small, batch, options, *, size=None, switch_t=None, **cond):
+    """
+    Give sample_two_stage's samples of `batch`, each from its own generator seeded seed + i.
+
+    :param size: (height, width) of the canvas; default the models' resolution.
+    :param switch_t: default options.switch_t.
+    """
+    h, w = size or (pair.resolution, pair.resolution)
     return sample_two_stage(
-        pair.diffusion, large, small, (len(batch), pair.channels, pair.resolution, pair.resolution),
-        options.switch_t, sampler=options.sampler, timestep_respacing=options.respacing,
+        pair.diffusion, large, small, (len(batch), pair.channels, h, w),
+        options.switch_t if switch_t is None else switch_t, sampler=options.sampler,
+        timestep_respacing=options.respacing,
         generator=[torch.Generator().manual_seed(options.seed + i) for i in batch],
         eta=options.eta, autocast_dtype=options.autocast_dtype, **cond,
     )  # fmt: skip
+
+
+def _by_canvas(plan, batch):
+    """Give `batch` split into runs of candidates of one canvas size, in order."""
+    if plan is None or plan.mode != "inpaint":
+        return [batch]
+    groups = {}
+    for j in batch:
+        groups.setdefault(plan.canvas_for(j), []).append(j)
+    return list(groups.values())
+
+
+def _sample_on_canvas(pair, large, small, group, options, plan):
+    """
+    Give the inpainted samples of `group` on their canvas, larger than the models' size: padded by
+    reflection to a multiple of the small model's downsampling, the large model skipped or run on a
+    downscaled copy (plan.large_at_size), harmonized, and cut back to the canvas.
+    """
+    known, weight = plan.known(group)
+    size = tuple(known.shape[-2:])
+    factor = 2 ** (len(pair.small.model.channel_mult) - 1)
+    known_p, _ = pad_to_multiple(known, factor)
+    weight_p = torch.nn.functional.pad(
+        weight, (0, known_p.shape[-1] - size[1], 0, known_p.shape[-2] - size[0]), value=1.0
+    )  # the padding is known: the reflected good image
+    if plan.large_at_size == "skip":
+        large_model, switch_t = large, pair.num_timesteps  # the small model takes every step
+    else:
+        large_model, switch_t = DownscaledModel(large, pair.diffusion, pair.resolution), None
+    x = _sample(
+        pair, large_model, small, group, options, size=tuple(known_p.shape[-2:]), switch_t=switch_t,
+        known=known_p, known_weight=weight_p, resample=options.resample,
+        known_generator=[known_generator(options.seed, i) for i in group],
+    )  # fmt: skip
+    x = crop(x, size)
+    return _harmonized(x, known, weight) if plan.harmonize else x
+
+
+def _harmonized(x, known, weight):
+    """Give inpainted samples x with their drawn band (RGB weight < 1) harmonized with the good image."""
+    band = weight[:, 0] < 1
+    rgb = torch.stack(
+        [harmonize(x[i : i + 1, :RGB_CHANNELS], known[i : i + 1, :RGB_CHANNELS], band[i : i + 1])[0]
+         for i in range(x.shape[0])]
+    ).clamp(-1, 1)  # fmt: skip
+    return torch.cat([rgb, x[:, RGB_CHANNELS:]], dim=1)
 
 
 def _conditioning(plan, batch, pair, large, small, options):
