@@ -22,6 +22,7 @@ from . import baselines as baselines_lib
 from .good import BLENDS, check_good_settings, load_good
 from .metrics import nanmean_or_nan
 from .segtrain import class_weights, train_and_score
+from .tune import fold_of
 
 DEFAULT_GRID = {
     "with_good": (0, 1),
@@ -83,7 +84,6 @@ def run_baseline_tuning(config, grid, num_folds, segmenter=None):
 
     :param segmenter: the segmenter settings to train with (tune's best point; None: config.train).
     """
-    from .tune import fold_of
 
     if not grid:
         return None

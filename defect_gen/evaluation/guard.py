@@ -35,6 +35,7 @@ from ..data.layouts import find_pairs
 from ..errors import DatasetError
 from ..fileio import is_local_path
 from ..training.checkpoints import load_checkpoint
+from .good import manifest_good_paths
 
 logger = logging.getLogger(__name__)
 
@@ -267,7 +268,6 @@ def good_source_problems(manifest, mpath, identity):
     Give a one-line problem when a good image a sample manifest records (samples[*].good.path) is a
     reported validation image, by path or by decoded pixel content (a copy under another name).
     """
-    from .good import manifest_good_paths
 
     paths = manifest_good_paths(manifest)
     hits = identity.overlap_by_content(paths) if paths else []

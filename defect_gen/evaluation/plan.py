@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ..errors import EvaluationError
+from . import amount, good
 from . import fid as fid_lib
 from . import similarity
 from .data import load_real_split
@@ -196,7 +197,7 @@ def check_config(config):
     for ok, message in checks:
         if not ok:
             raise EvaluationError(message)
-    _check_issue20(config)
+    _check_good_and_amounts(config)
     if len(rs) > 1 and not config.synthetic:
         raise EvaluationError("--synthetic_ratio: several ratios need --synthetic")
     if config.inception_weights and not config.synthetic:
@@ -237,9 +238,8 @@ def row_plan(baselines, regimes, loaded, rs):
     return plan
 
 
-def _check_issue20(config):
+def _check_good_and_amounts(config):
     """The checks of the good-image, copy-paste and synthetic-amount settings (issue 20)."""
-    from . import amount, good
 
     n = config.num_good
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
