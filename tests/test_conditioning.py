@@ -11,14 +11,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import assert_one_error, load_script, run_error
-
-from defect_gen.sampling.seam import disk_dilate
 from PIL import Image
 
 from defect_gen.commands.cli import run_cli
 from defect_gen.data.toy import write_dataset
 from defect_gen.gaussian_diffusion import GaussianDiffusion
 from defect_gen.sampling import conditioning, keep
+from defect_gen.sampling.seam import disk_dilate
 from defect_gen.two_stage import sample_two_stage
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,10 +1,20 @@
 """Inpainting at a good image's own size: the canvas helpers, the seam correction and the pair score."""
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from conftest import load_script
+from PIL import Image
+from test_conditioning import RES, argv, ckpts, snapshot, subprocess_env  # noqa: F401 (ckpts: a fixture)
 
+from defect_gen.commands.cli import run_cli
 from defect_gen.gaussian_diffusion import GaussianDiffusion
+from defect_gen.sampling import conditioning
 from defect_gen.sampling.canvas import (
     DownscaledModel,
     crop,
@@ -12,7 +22,7 @@ from defect_gen.sampling.canvas import (
     pad_to_multiple,
 )
 from defect_gen.sampling.checks import mask_contrast
-from defect_gen.sampling.score import pair_score
+from defect_gen.sampling.score import pair_score, score_of
 from defect_gen.sampling.seam import disk_dilate, harmonize, seam_step
 
 
@@ -142,19 +152,6 @@ def test_pair_score_high_on_a_visible_defect_and_low_on_an_invisible_one():
 
 # ------------------------------------------------------------------------------------------------
 # scripts/sample.py --mode inpaint on good images larger than the models (16 px tiny models here)
-
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from conftest import load_script  # noqa: E402
-from PIL import Image  # noqa: E402
-from test_conditioning import RES, argv, ckpts, snapshot, subprocess_env  # noqa: E402,F401
-
-from defect_gen.commands.cli import run_cli  # noqa: E402
-from defect_gen.sampling import conditioning  # noqa: E402
-from defect_gen.sampling.score import score_of  # noqa: E402
 
 SAMPLE = load_script("sample")
 REPO = Path(__file__).resolve().parents[1]

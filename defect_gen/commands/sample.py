@@ -38,9 +38,9 @@ from ..masks import DEFAULT_CLASS_WEIGHT_CORRECTION
 from ..precision import AUTOCAST_DTYPES
 from ..sampling import conditioning, folder, generate, keep
 from ..sampling.canvas import LARGE_AT_SIZE
-from ..sampling.score import sample_scores, score_of
 from ..sampling.options import SAMPLER_NAMES, SamplingOptions
 from ..sampling.pair import load_pair
+from ..sampling.score import sample_scores, score_of
 from .cli import add_device_argument, make_parser, run_cli, start_processes, str2bool
 
 

@@ -89,7 +89,9 @@ def _parse(text, option, convert):
             what = "numbers in (0, 1)"
             if option == "--synthetic_count":
                 what = "integers in 1..1000000"
-            raise EvaluationError(f"{option}: {v!r} is not valid; give {what}, comma separated")
+            raise EvaluationError(
+                f"{option}: {v!r} is not valid; give {what}, comma separated"
+            ) from None
     return tuple(dict.fromkeys(out))
 
 

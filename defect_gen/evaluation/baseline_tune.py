@@ -15,14 +15,11 @@ import itertools
 import logging
 import math
 
-import numpy as np
-
 from ..errors import EvaluationError
 from . import baselines as baselines_lib
 from .good import BLENDS, check_good_settings, load_good
 from .metrics import nanmean_or_nan
-from .segtrain import class_weights, train_and_score
-from .tune import fold_of
+from .tune import cross_validate, fold_of
 
 DEFAULT_GRID = {
     "with_good": (0, 1),
@@ -109,25 +106,10 @@ def run_baseline_tuning(config, grid, num_folds, segmenter=None):
                 family, cfg = ("a+good" if point["with_good"] else "a"), config
             else:
                 family, cfg = "c", dataclasses.replace(config, **point)
-            scores = []
-            for f in range(num_folds):
-                fit = real.train.subset(np.nonzero(folds != f)[0])
-                held = real.train.subset(np.nonzero(folds == f)[0])
-                augment, streams = baselines_lib.streams(family, fit, good, cfg)
-                weights = class_weights(fit.masks, num_classes) if settings.class_balance else None
-                result, _ = train_and_score(
-                    fit.images,
-                    fit.masks,
-                    held,
-                    num_classes=num_classes,
-                    settings=settings,
-                    seed=0,
-                    device=config.device,
-                    augment=augment,
-                    weights=weights,
-                    **streams,
-                )
-                scores.append(result["miou_fg"])
+            scores = cross_validate(
+                real, folds, num_folds, settings, config.device, num_classes,
+                streams_for=lambda fit: baselines_lib.streams(family, fit, good, cfg),  # noqa: B023
+            )  # fmt: skip
             mean = nanmean_or_nan(scores)
             logger.info("baseline %s %s: cross-validated mIoU w/o bg %.4f", baseline, point, mean)
             candidates.append({"settings": point, "fold_scores": scores, "mean": mean})

@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ..errors import EvaluationError
-from . import amount, good
+from . import amount, good, similarity
 from . import fid as fid_lib
-from . import similarity
 from .data import load_real_split
 from .segtrain import TrainSettings
 from .selection import SELECTIONS

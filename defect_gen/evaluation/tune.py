@@ -69,6 +69,29 @@ def fold_of(types, num_folds):
     return np.array(out, dtype=np.int64)
 
 
+def cross_validate(real, folds, num_folds, settings, device, num_classes, streams_for=None):
+    """
+    Give the mIoU without background of each fold: a segmenter with `settings` trained (seed 0) on the
+    other folds of the training pairs, scored on this one.
+
+    :param folds: [N] fold index of each training pair (:func:`fold_of`).
+    :param streams_for: None, or a function of the fitting PairSet giving (augment, extra streams of
+        train_and_score), for the baselines' own augmentations.
+    """
+    scores = []
+    for f in range(num_folds):
+        fit = real.train.subset(np.nonzero(folds != f)[0])
+        held = real.train.subset(np.nonzero(folds == f)[0])
+        augment, streams = streams_for(fit) if streams_for else (None, {})
+        weights = class_weights(fit.masks, num_classes) if settings.class_balance else None
+        result, _ = train_and_score(
+            fit.images, fit.masks, held, num_classes=num_classes, settings=settings, seed=0,
+            device=device, augment=augment, weights=weights, **streams,
+        )  # fmt: skip
+        scores.append(result["miou_fg"])
+    return scores
+
+
 def run_tuning(config, grid, num_folds):
     """
     Give the tuning record {grid, folds, candidates: [{settings, fold_scores, mean}], best}.
@@ -92,23 +115,7 @@ def run_tuning(config, grid, num_folds):
     candidates = []
     for i, point in enumerate(points):
         settings = dataclasses.replace(config.train, **point)
-        scores = []
-        for f in range(num_folds):
-            fit = real.train.subset(np.nonzero(folds != f)[0])
-            held = real.train.subset(np.nonzero(folds == f)[0])
-            weights = class_weights(fit.masks, num_classes) if settings.class_balance else None
-            result, _ = train_and_score(
-                fit.images,
-                fit.masks,
-                held,
-                num_classes=num_classes,
-                settings=settings,
-                seed=0,
-                device=config.device,
-                augment=None,
-                weights=weights,
-            )
-            scores.append(result["miou_fg"])
+        scores = cross_validate(real, folds, num_folds, settings, config.device, num_classes)
         mean = nanmean_or_nan(scores)
         logger.info("[%d/%d] %s: cross-validated mIoU w/o bg %.4f", i + 1, len(points), point, mean)
         candidates.append({"settings": point, "fold_scores": scores, "mean": mean})

@@ -32,6 +32,17 @@ def pad_to_multiple(x, multiple):
     return x, (h, w)
 
 
+def downsampling(model):
+    """
+    Give the factor by which a UNet (possibly inside wrappers) downsamples: 2 ** (levels - 1), so that
+    a canvas whose sides are its multiples keeps every skip connection aligned.
+    """
+    for module in model.modules():
+        if hasattr(module, "channel_mult"):
+            return 2 ** (len(module.channel_mult) - 1)
+    raise ValueError(f"{type(model).__name__} holds no UNet with a channel_mult")
+
+
 def crop(x, size):
     """Give x [N x C x H x W] cut to its top-left `size` = (height, width)."""
     return x[..., : size[0], : size[1]]

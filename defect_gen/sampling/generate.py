@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from ..masks import RGB_CHANNELS, decode, split, to_uint8_rgb
 from ..two_stage import sample_two_stage, stage_timesteps
-from .canvas import DownscaledModel, crop, pad_to_multiple
+from .canvas import DownscaledModel, crop, downsampling, pad_to_multiple
 from .conditioning import known_generator
 from .seam import harmonize
 
@@ -135,7 +135,7 @@ def _sample_on_canvas(pair, large, small, group, options, plan):
     """
     known, weight = plan.known(group)
     size = tuple(known.shape[-2:])
-    factor = 2 ** (len(pair.small.model.channel_mult) - 1)
+    factor = downsampling(small)
     known_p, _ = pad_to_multiple(known, factor)
     weight_p = torch.nn.functional.pad(
         weight, (0, known_p.shape[-1] - size[1], 0, known_p.shape[-2] - size[0]), value=1.0
