@@ -11,14 +11,17 @@ step measured on the good image itself (the level a seamless band would show).
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from defect_gen.sampling.conditioning import default_band
-from defect_gen.sampling.seam import disk_dilate, seam_step
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from defect_gen.sampling.conditioning import default_band  # noqa: E402
+from defect_gen.sampling.seam import disk_dilate, seam_step  # noqa: E402
 
 
 def folder_figures(folder):

@@ -237,7 +237,7 @@ def test_harmonize_removes_the_band_step(ckpts, tmp_path):
         found = []
         for i in range(4):
             image = torch.from_numpy(np.array(_read(out / "images" / f"{i:06d}.png"))).permute(2, 0, 1)
-            good = torch.from_numpy(np.asarray(Image.open(goods / "000.png").convert("RGB")))
+            good = torch.from_numpy(np.array(Image.open(goods / "000.png").convert("RGB")))
             mask = torch.from_numpy(_read(out / "masks" / f"{i:06d}.png") > 0)[None]
             band = disk_dilate(mask, conditioning.default_band(4 * RES))
             found.append(seam_step(image[None], good.permute(2, 0, 1)[None], band))

@@ -15,11 +15,10 @@ import itertools
 import logging
 import math
 
-from ..errors import EvaluationError
 from . import baselines as baselines_lib
 from .good import BLENDS, check_good_settings, load_good
 from .metrics import nanmean_or_nan
-from .tune import cross_validate, fold_of
+from .tune import cross_validate, fold_of, parse_grid
 
 DEFAULT_GRID = {
     "with_good": (0, 1),
@@ -44,29 +43,17 @@ def parse_baseline_grid(text):
         return dict(DEFAULT_GRID)
     if text.strip() == "none":
         return {}
-    grid = {}
-    for part in text.split(";"):
-        if not part.strip():
-            continue
-        key, sep, values = part.partition("=")
-        key = key.strip()
-        if not sep or key not in _TYPES:
-            raise EvaluationError(
-                f"--tune_baseline_grid: {part.strip()!r}: expected key=v1,v2 with key one of "
-                f"{', '.join(_TYPES)}"
-            )
-        try:
-            grid[key] = tuple(_TYPES[key](v.strip()) for v in values.split(",") if v.strip())
-            for v in grid[key]:
-                if key == "copy_paste_probability":
-                    check_good_settings(v, "alpha", 0.0, "good")
-                if key == "copy_paste_feather":
-                    check_good_settings(0.5, "alpha", v, "good")
-        except (KeyError, ValueError, EvaluationError):
-            raise EvaluationError(f"--tune_baseline_grid: {part.strip()!r}: bad value") from None
-        if not grid[key]:
-            raise EvaluationError(f"--tune_baseline_grid: {key} has no values")
-    return grid
+    return parse_grid(
+        text, types=_TYPES, option="--tune_baseline_grid", default=DEFAULT_GRID, check=_check_value
+    )
+
+
+def _check_value(key, value):
+    """Raise EvaluationError for a copy-paste probability or feather width out of range."""
+    if key == "copy_paste_probability":
+        check_good_settings(value, "alpha", 0.0, "good")
+    if key == "copy_paste_feather":
+        check_good_settings(0.5, "alpha", value, "good")
 
 
 def _points(grid, keys, config):

@@ -34,29 +34,40 @@ TUNABLE = {
 DEFAULT_GRID = {"lr": (5e-4, 1e-3, 2e-3), "dice_weight": (0.0, 1.0)}
 
 
-def parse_grid(text):
-    """Give {key: tuple of values} of "key=v1,v2;key=v1"; EvaluationError on a bad key or value."""
+def parse_grid(text, *, types=None, option="--tune_grid", default=None, check=None):
+    """
+    Give {key: tuple of values} of "key=v1,v2;key=v1"; EvaluationError naming `option` on a bad key or
+    value.
+
+    :param types: {key: parser of one value} (default: the segmenter's TUNABLE settings).
+    :param default: the grid of an empty text (default: DEFAULT_GRID).
+    :param check: None, or a function (key, value) raising ValueError for a value out of range.
+    """
+    types = TUNABLE if types is None else types
     if not text:
-        return dict(DEFAULT_GRID)
+        return dict(DEFAULT_GRID if default is None else default)
     grid = {}
     for part in text.split(";"):
         if not part.strip():
             continue
         key, sep, values = part.partition("=")
         key = key.strip()
-        if not sep or key not in TUNABLE:
+        if not sep or key not in types:
             raise EvaluationError(
-                f"--tune_grid: {part.strip()!r}: expected key=v1,v2 with key one of "
-                f"{', '.join(TUNABLE)}"
+                f"{option}: {part.strip()!r}: expected key=v1,v2 with key one of "
+                f"{', '.join(types)}"
             )
         try:
-            grid[key] = tuple(TUNABLE[key](v.strip()) for v in values.split(",") if v.strip())
-        except ValueError:
-            raise EvaluationError(f"--tune_grid: {part.strip()!r}: bad value") from None
+            grid[key] = tuple(types[key](v.strip()) for v in values.split(",") if v.strip())
+            for v in grid[key]:
+                if check is not None:
+                    check(key, v)
+        except (KeyError, ValueError, EvaluationError):
+            raise EvaluationError(f"{option}: {part.strip()!r}: bad value") from None
         if not grid[key]:
-            raise EvaluationError(f"--tune_grid: {key} has no values")
+            raise EvaluationError(f"{option}: {key} has no values")
     if not grid:
-        raise EvaluationError("--tune_grid: empty")
+        raise EvaluationError(f"{option}: empty")
     return grid
 
 

@@ -264,7 +264,8 @@ def load_pair(
     check_compatible(large, small, num_defect=num_defect)
     if small.resolution != large.resolution:
         logger.warning(
-            "the small model was trained at %d px, the large one at %d px: sampling at %d px",
+            "the small model was trained at %d px, the large one at %d px: joint and mask samples "
+            "are drawn at %d px; inpainted pairs at their good images' size (or --size)",
             small.resolution, large.resolution, large.resolution,
         )  # fmt: skip
     k = large.num_defect
