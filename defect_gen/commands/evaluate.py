@@ -37,6 +37,7 @@ from ..evaluation.runner import run_evaluation
 from ..evaluation.segtrain import TrainSettings
 from ..evaluation.selection import SELECTIONS
 from ..lock import check_writable_folder
+from ..limits import Rule, check_number, check_options
 from .cli import run_cli
 
 
@@ -168,6 +169,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    check_options(args, "evaluate")  # every number, before anything is read or written
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -258,6 +260,8 @@ def _ratios(text):
         ) from None
     if not values:
         raise EvaluationError("--synthetic_ratio: no value given")
+    for value in values:
+        check_number("--synthetic_ratio", value, Rule("float", 0, 1000, open_lo=True))
     return tuple(values)
 
 

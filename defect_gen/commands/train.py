@@ -32,6 +32,7 @@ from ..training.config import (
 )
 from ..training.factory import build_diffusion, build_model
 from ..training.loop import TrainLoop
+from ..limits import check_options
 from .cli import add_device_argument, make_parser, run_cli, start_processes, str2bool
 
 
@@ -97,6 +98,7 @@ def check_resume(ckpt, resume, cfg, classes, allow):
 
 def main(argv=None):
     args = parse_args(argv)
+    check_options(args, "train")  # every number, before anything is read or written
     device, rank, world = start_processes(args.device)
 
     overrides = list(args.overrides)
@@ -110,6 +112,8 @@ def main(argv=None):
     if not data["dir"]:
         raise ConfigError(f"{args.config}: no dataset: pass --data_dir or set data.params.dir")
     check_writable_folder(args.work_dir, "--work_dir")
+    # a checkpoints/ folder that cannot be written would fail only at the first save
+    check_writable_folder(bf.join(args.work_dir, "checkpoints"), "--work_dir checkpoints/")
 
     lock = FolderLock(args.work_dir, "--work_dir")
     try:

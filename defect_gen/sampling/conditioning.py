@@ -307,6 +307,13 @@ def _train_masks(pair, data_dir):
             data_dir, num_defect=pair.num_defect, classes=params.get("classes"),
             num_image_train=params.get("num_image_train"),
         )  # fmt: skip
+        trained = pair.large.classes or pair.small.classes
+        if trained and list(index.classes) != list(trained):  # class ids are matched by name
+            raise ConfigError(
+                f"--mask_source train: {data_dir} has the classes {', '.join(index.classes)}, the "
+                f"checkpoints were trained on {', '.join(trained)} (in this order); its masks would "
+                f"be written under the wrong class ids: use a dataset with the checkpoints' classes"
+            )
         out = []
         res = pair.resolution
         for p in index.pairs:
@@ -398,6 +405,8 @@ def build_plan(
         plan.band = default_band(res) if band is None else int(band)
         if plan.band < 0:
             raise ConfigError(f"--band must be at least 0 pixels, got {band}")
+        if plan.band > res:  # wider than the image changes nothing but the cost
+            raise ConfigError(f"--band must be at most the resolution ({res} px), got {band}")
         params["good_dir"] = absolute_path(good_dir)
         params["good_images"] = len(files)
         params["band"] = plan.band
