@@ -10,6 +10,7 @@ its synthetic folders with :func:`read_png`; input datasets (any image format) a
 data.files and the evaluation guard with their own checks.
 """
 
+import errno
 import io
 import os
 import pickle
@@ -57,6 +58,11 @@ def atomic_write_bytes(path, data, *, interrupt=None):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT) and not exc.filename:
+            # A write() error names no file; the user must learn which one did not fit.
+            raise OSError(exc.errno, f"{exc.strerror} (not written)", path) from None
+        raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

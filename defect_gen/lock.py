@@ -234,25 +234,30 @@ def sample_folder_files(sample_dir, manifest=None):
     """
     Give (ours, foreign): relative paths of the files in a sample folder that the tool wrote (sample
     PNGs by name pattern, grid.png, manifest.json, their temp files, files the manifest lists) and
-    of every other file or folder.
+    of every other file or folder. In a folder without manifest.json only temp files of the manifest
+    and grid are ours: every other file is foreign, whatever its name.
     """
     sample_dir = str(sample_dir)
     ours, foreign = [], []
     if not os.path.isdir(sample_dir):
         return ours, foreign
     listed = _listed_files(manifest)
+    # The manifest is written before the first sample: without one, nothing there is the tool's.
+    owned = os.path.isfile(os.path.join(sample_dir, "manifest.json"))
     for name in sorted(os.listdir(sample_dir)):
         path = os.path.join(sample_dir, name)
         if name in SAMPLE_SUBDIRS and os.path.isdir(path):
             for sub in sorted(os.listdir(path)):
                 rel = os.path.join(name, sub)
                 is_file = os.path.isfile(os.path.join(path, sub))
-                mine = SAMPLE_NAME.match(sub) or SAMPLE_TMP.match(sub) or rel in listed
+                mine = owned and (SAMPLE_NAME.match(sub) or SAMPLE_TMP.match(sub) or rel in listed)
                 (ours if is_file and mine else foreign).append(rel)
         elif name == LOCK_NAME:
             continue
         elif os.path.isfile(path) and (
-            name in SAMPLE_TOP or SAMPLE_TOP_TMP.match(name) or name in listed
+            name == "manifest.json"
+            or SAMPLE_TOP_TMP.match(name)
+            or (owned and (name in SAMPLE_TOP or name in listed))
         ):
             ours.append(name)
         else:

@@ -59,6 +59,7 @@ from ..evaluation.report import write_report
 from ..evaluation.runner import run_evaluation
 from ..evaluation.segtrain import TrainSettings
 from ..evaluation.selection import SELECTIONS
+from ..limits import Rule, check_number, check_options
 from ..lock import check_writable_folder
 from .cli import run_cli
 
@@ -294,6 +295,7 @@ def _tuned_defaults(parser, path):
 
 def main(argv=None):
     args = parse_args(argv)
+    check_options(args, "evaluate")  # every number, before anything is read or written
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -397,6 +399,8 @@ def _ratios(text):
         ) from None
     if not values:
         raise EvaluationError("--synthetic_ratio: no value given")
+    for value in values:
+        check_number("--synthetic_ratio", value, Rule("float", 0, 1000, open_lo=True))
     return tuple(values)
 
 

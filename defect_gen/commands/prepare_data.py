@@ -16,6 +16,7 @@ import numpy as np
 from ..data.files import mask_values, open_image, read_masks
 from ..data.layouts import check_dataset, write_official
 from ..data.stats import mask_statistics
+from ..limits import check_options
 from .cli import run_cli
 
 
@@ -109,6 +110,7 @@ def empty_classes(index):
 
 def main(argv=None):
     args = parse_args(argv)
+    check_options(args, "prepare_data")  # every number, before anything is read or written
     classes = None
     if args.classes is not None:
         classes = [c.strip() for c in args.classes.split(",") if c.strip()]

@@ -34,6 +34,7 @@ import time
 from .. import dist_util, lock
 from ..errors import ConfigError
 from ..fileio import atomic_write_text
+from ..limits import OPTION_RULES, check_number, check_options
 from ..masks import DEFAULT_CLASS_WEIGHT_CORRECTION
 from ..precision import AUTOCAST_DTYPES
 from ..sampling import conditioning, folder, generate, keep
@@ -170,6 +171,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    check_options(args, "sample")  # every number, before anything is read or written
     if (args.num_samples is not None and args.num_samples < 1) or args.batch_size < 1:
         raise ConfigError("--num_samples and --batch_size must be positive")
     started = time.perf_counter()
@@ -261,6 +263,7 @@ def _plan(args, device, rank):
                     f"--num_samples {args.num_samples} differs from the sum of --per_class ({total})"
                 )
             num_samples = total
+    check_number("--num_samples (with --per_class or --quota)", num_samples, OPTION_RULES["sample"]["num_samples"])
     if args.keep == "all" and args.max_candidates is not None:
         raise ConfigError("--max_candidates applies to --keep defect|balanced only")
     if args.min_score is not None and (args.keep == "all" or not math.isfinite(args.min_score)):
@@ -290,6 +293,7 @@ def _prepare_folder(args, job, device, rank, world, folder_lock):
         lock.check_no_foreign_files(args.sample_dir, _manifest_or_none(args.sample_dir))
     else:
         folder.check_folder(args.sample_dir, job.params)
+        folder.check_sample_count(args.sample_dir, job.num_samples)
         old = folder.read_manifest(args.sample_dir)
     job.manifest = _manifest(args, job, old, device, world)
     error = None
@@ -299,6 +303,7 @@ def _prepare_folder(args, job, device, rank, world, folder_lock):
             folder_lock.acquire()
             if not args.overwrite:  # again under the lock: another run may have written meanwhile
                 folder.check_folder(args.sample_dir, job.params)
+                folder.check_sample_count(args.sample_dir, job.num_samples)
         except ConfigError as exc:
             error = exc
     lock.agree_on_error(error)

@@ -21,6 +21,7 @@ from ..data.layouts import find_good_pairs, find_pairs
 from ..data.stats import mask_statistics
 from ..errors import ConfigError, FolderError
 from ..fileio import atomic_write_text
+from ..limits import check_options
 from ..lock import FolderLock, agree_on_error, check_writable_folder, remove_stale_temp_files
 from ..nn import count_parameters
 from ..training.checkpoints import latest_checkpoint, read_checkpoint
@@ -97,6 +98,7 @@ def check_resume(ckpt, resume, cfg, classes, allow):
 
 def main(argv=None):
     args = parse_args(argv)
+    check_options(args, "train")  # every number, before anything is read or written
     device, rank, world = start_processes(args.device)
 
     overrides = list(args.overrides)
@@ -110,6 +112,8 @@ def main(argv=None):
     if not data["dir"]:
         raise ConfigError(f"{args.config}: no dataset: pass --data_dir or set data.params.dir")
     check_writable_folder(args.work_dir, "--work_dir")
+    # a checkpoints/ folder that cannot be written would fail only at the first save
+    check_writable_folder(bf.join(args.work_dir, "checkpoints"), "--work_dir checkpoints/")
 
     lock = FolderLock(args.work_dir, "--work_dir")
     try:

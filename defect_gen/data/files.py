@@ -6,11 +6,17 @@ Every problem is a DatasetError whose message is one line naming the file. Paths
 MVTec layout, 0/255 images that become 0 / the pair's class id.
 """
 
+import posixpath
+
 import blobfile as bf
 import numpy as np
 from PIL import Image
 
 from ..errors import DatasetError
+
+# Formats whose compression changes pixel values: a mask's class ids would not survive them.
+LOSSY_FORMATS = ("JPEG", "MPO", "WEBP", "JPEG2000")
+LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".jp2", ".j2k")
 
 
 def open_image(path):
@@ -45,8 +51,23 @@ def to_rgb(image, path):
     return np.asarray(image.convert("RGB"))
 
 
+def check_lossless(mask, path):
+    """Raise DatasetError naming `path` when a mask is stored in a lossy format (JPEG, WebP, ...)."""
+    ext = posixpath.splitext(str(path))[1].lower()
+    if ext in LOSSY_EXTENSIONS or (mask.format or "").upper() in LOSSY_FORMATS:
+        kind = mask.format or ext
+        raise DatasetError(
+            f"{path}: {kind} mask: lossy compression turns class borders into other values; "
+            f"save masks in a lossless format (PNG)"
+        )
+
+
 def mask_values(mask, path, binary):
-    """Give the [H x W] int64 values of a mask image (palette images: the palette indices)."""
+    """
+    Give the [H x W] int64 values of a mask image (palette images: the palette indices); DatasetError
+    for a lossy file format, whose artefacts would become classes.
+    """
+    check_lossless(mask, path)
     values = np.asarray(mask)
     if values.dtype == bool:
         values = values.astype(np.uint8)

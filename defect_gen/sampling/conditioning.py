@@ -353,6 +353,13 @@ def _train_masks(pair, data_dir):
             data_dir, num_defect=pair.num_defect, classes=params.get("classes"),
             num_image_train=params.get("num_image_train"),
         )  # fmt: skip
+        trained = pair.large.classes or pair.small.classes
+        if trained and list(index.classes) != list(trained):  # class ids are matched by name
+            raise ConfigError(
+                f"--mask_source train: {data_dir} has the classes {', '.join(index.classes)}, the "
+                f"checkpoints were trained on {', '.join(trained)} (in this order); its masks would "
+                f"be written under the wrong class ids: use a dataset with the checkpoints' classes"
+            )
         out = []
         for p in index.pairs:
             index_map = read_mask(p, index).astype(np.uint8)
@@ -464,6 +471,9 @@ def _plan_inpaint(plan, params, pair, good_dir, data_dir, band, strict_size, mas
     canvases = sorted({g[1].shape[:2] for g in plan.goods})
     if band is not None and int(band) < 0:
         raise ConfigError(f"--band must be at least 0 pixels, got {band}")
+    side = min(min(c) for c in canvases)
+    if band is not None and int(band) > side:  # wider than the image changes nothing but the cost
+        raise ConfigError(f"--band must be at most the good images' side ({side} px), got {band}")
     plan.band = None if band is None else int(band)
     if plan.mask_source == "dir":
         if len(canvases) > 1:

@@ -141,6 +141,25 @@ def check_folder(sample_dir, params):
         )
 
 
+def check_sample_count(sample_dir, num_samples):
+    """
+    Raise SampleFolderError, changing nothing, when `sample_dir` holds samples of an index at or above
+    `num_samples`: the manifest of this run would not describe them, yet they would stay.
+    """
+    ours, _ = lock.sample_folder_files(sample_dir)
+    indices = sorted(
+        {int(rel.split("/")[1][:-4]) for rel in ours if "/" in rel and lock.SAMPLE_NAME.match(rel.split("/")[1])}
+    )
+    beyond = [i for i in indices if i >= num_samples]
+    if beyond:
+        raise SampleFolderError(
+            f"{sample_dir}: holds {len(indices)} samples (indices up to {indices[-1]}) but "
+            f"--num_samples {num_samples} asks for {num_samples}; the samples from index "
+            f"{num_samples} on would stay undescribed: pass --num_samples {indices[-1] + 1} or more, "
+            f"use another --sample_dir, or pass --overwrite"
+        )
+
+
 def _short(value):
     if isinstance(value, dict) and "path" in value:
         return f"{value['path']}@step{value.get('step')}({value.get('bytes')} bytes, {value.get('weights')})"

@@ -10,6 +10,7 @@ depend on the training loop.
 """
 
 import random
+import re
 
 import blobfile as bf
 import numpy as np
@@ -19,6 +20,8 @@ from ..errors import CheckpointError
 from ..fileio import atomic_write_text, load_torch, save_torch
 
 LATEST = "latest"
+# The exact name of a checkpoint the training writes; anything else in checkpoints/ is never pruned.
+CHECKPOINT_NAME = re.compile(r"^ckpt_\d{6,}\.pt$")
 
 
 def checkpoint_dir(work_dir):
@@ -112,16 +115,30 @@ def write_checkpoint(state, work_dir, step, *, interrupt=None):
     return path
 
 
-def prune_checkpoints(work_dir, keep):
-    """Remove all but the newest `keep` checkpoint files of a run (None keeps all; so does any value
-    that is not a positive integer: the config check refuses those, and on doubt nothing is pruned).
+def prune_checkpoints(work_dir, keep, written):
+    """
+    Remove the oldest of the checkpoint files this run wrote beyond the newest `keep`; give the removed
+    paths. Only names of `written` of the exact form ckpt_NNNNNN.pt are candidates, never the file
+    `latest` names nor the newest written one, so a user's files in checkpoints/ and the run's resume
+    point stay. None keeps all; so does any value that is not a positive integer (the config check
+    refuses those, and on doubt nothing is pruned).
+
+    :param written: the names this run wrote, oldest first.
     """
     if keep is None or isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-        return
+        return []
     folder = checkpoint_dir(work_dir)
-    names = sorted(n for n in bf.listdir(folder) if n.startswith("ckpt_") and n.endswith(".pt"))
-    for name in names[:-keep]:
-        bf.remove(bf.join(folder, name))
+    latest = latest_checkpoint(work_dir)
+    protected = {bf.basename(latest)} if latest else set()
+    ours = [n for n in dict.fromkeys(written) if CHECKPOINT_NAME.match(n)]
+    protected.update(ours[-1:])
+    removed = []
+    for name in ours[:-keep]:
+        path = bf.join(folder, name)
+        if name not in protected and bf.exists(path):
+            bf.remove(path)
+            removed.append(path)
+    return removed
 
 
 def rng_state(generator):

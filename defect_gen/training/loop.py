@@ -90,6 +90,7 @@ class TrainLoop:
         self.world_size = dist_util.get_world_size()
         self.data_stats = data_stats
         self.classes = classes
+        self.written = []  # checkpoint names this run wrote, oldest first: the only ones pruned
         self.autocast_dtype = AUTOCAST_DTYPES[self.train_cfg["precision"]]
         if self.autocast_dtype is torch.bfloat16 and device.type == "cpu":
             logger.info("bf16 autocast on CPU: expect it to be slower than fp32 on most CPUs")
@@ -357,13 +358,14 @@ class TrainLoop:
             "version": __version__,
         }
         path = write_checkpoint(state, self.work_dir, self.step)
+        self.written.append(bf.basename(path))  # only these may be pruned
         self.writer.event("checkpoint", step=self.step, path=path)
         self._prune()
         dist_util.barrier()
         return path
 
     def _prune(self):
-        prune_checkpoints(self.work_dir, self.train_cfg["keep_checkpoints"])
+        prune_checkpoints(self.work_dir, self.train_cfg["keep_checkpoints"], self.written)
 
 
 def _apply_optimizer_settings(opt, params):
