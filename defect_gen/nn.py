@@ -1,11 +1,14 @@
 """
-Small building blocks shared by the large and small UNets.
+Small building blocks shared by the large and small UNets, and the precisions they run at.
 """
 
 import math
 
 import torch
 import torch.nn as nn
+
+# precision name -> torch.autocast dtype (None: no autocast, fp32), for training and sampling
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class GroupNorm32(nn.GroupNorm):

@@ -24,7 +24,7 @@ from defect_gen.commands.cli import (  # noqa: E402
 from defect_gen.errors import ConfigError
 from defect_gen.fileio import write_png  # noqa: E402
 from defect_gen.masks import overlay  # noqa: E402
-from defect_gen.precision import AUTOCAST_DTYPES  # noqa: E402
+from defect_gen.nn import AUTOCAST_DTYPES  # noqa: E402
 from defect_gen.sampling import generate  # noqa: E402
 from defect_gen.sampling.options import SAMPLER_NAMES, SamplingOptions  # noqa: E402
 from defect_gen.sampling.pair import load_pair  # noqa: E402

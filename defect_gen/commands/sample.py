@@ -36,7 +36,7 @@ from ..errors import ConfigError
 from ..fileio import atomic_write_text
 from ..limits import OPTION_RULES, check_number, check_options
 from ..masks import DEFAULT_CLASS_WEIGHT_CORRECTION
-from ..precision import AUTOCAST_DTYPES
+from ..nn import AUTOCAST_DTYPES
 from ..sampling import conditioning, folder, generate, keep
 from ..sampling.canvas import LARGE_AT_SIZE
 from ..sampling.options import SAMPLER_NAMES, SamplingOptions

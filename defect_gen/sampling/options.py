@@ -8,7 +8,7 @@ from ..errors import ConfigError
 from ..fileio import absolute_path
 from ..gaussian_diffusion import Sampler
 from ..masks import DEFAULT_CLASS_WEIGHT_CORRECTION
-from ..precision import AUTOCAST_DTYPES
+from ..nn import AUTOCAST_DTYPES
 from ..respace import sampling_timesteps
 
 SAMPLER_NAMES = tuple(s.value for s in Sampler)  # "cold", "ddim", "ddpm": the --sampler choices

@@ -29,8 +29,7 @@ from ..masks import (
     split,
     to_uint8_rgb,
 )
-from ..nn import update_ema
-from ..precision import AUTOCAST_DTYPES
+from ..nn import AUTOCAST_DTYPES, update_ema
 from ..two_stage import sample_two_stage
 from .checkpoints import (
     latest_checkpoint,
