@@ -149,7 +149,6 @@ def parse_args(argv=None):
     p.add_argument(
         "--with_good",
         type=int,
-        choices=[0, 1],
         default=1,
         help="1: synthetic rows d draw the good images too, as row a+good does (the (a) choice "
         "--tune makes)",
