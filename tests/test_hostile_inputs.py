@@ -205,7 +205,7 @@ def test_yaml_syntax_error_names_the_line(world, tmp_path, capsys):
             ["--num_defect", "6", "model.params.in_channels=8", "model.params.out_channels=8"],
             "needs 10",
         ),
-        (["--num_defect", "0"], "--num_defect"),
+        (["--num_defect", "0"], "--num_defect"),  # the flag, as the user typed it
         (["--device", NO_CUDA_DEVICE], "--device"),
         (["--device", "tpu"], "not a device"),
         (["--resume", "/nonexistent/ckpt.pt"], "not found"),

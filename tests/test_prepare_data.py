@@ -115,7 +115,9 @@ def test_bad_arguments_and_missing_folder(tmp_path, capsys):
     code, _, err = main(capsys, missing)
     assert code == 2 and err.splitlines()[-1].startswith(f"error: {missing}")
     code, _, err = main(capsys, make_mvtec(tmp_path / "data"), "--num_image_train", 0)
-    assert code == 2 and err == "error: num_image_train must be a positive integer, got 0\n"
+    assert code == 2 and err == (
+        "error: --num_image_train must be an integer in [1, 1000000000], got 0 (command line)\n"
+    )
 
 
 def test_magnetic_tile_dev_summary(capsys):

@@ -343,8 +343,8 @@ def test_num_good_without_good_images_is_one_error_line(tmp_path):
         ("data.params.crop=64", "data.params.crop must be an integer in 1..32"),
         ("data.params.crop=15", "data.params.crop 15 must be a multiple of 4"),
         ("train.mask_class_weight_cap=5", "mask_class_weight_power is 0"),
-        ("train.mask_class_weight_power=-1", "mask_class_weight_power must be a number >= 0"),
-        ("data.params.num_good=-2", "num_good must be an integer >= 0"),
+        ("train.mask_class_weight_power=-1", r"mask_class_weight_power must be a number in \[0, 100\]"),
+        ("data.params.num_good=-2", r"num_good must be an integer in \[0, 1000000000\]"),
         ("train.ema_warmup=maybe", "train.ema_warmup must be true or false"),
     ],
 )

@@ -161,7 +161,7 @@ def test_auto_channels_follow_num_defect():
     # One explicit side fixes the other and num_defect.
     cfg = load_config(REPO / "configs/tiny_small.yaml", ["model.params.in_channels=7"])
     assert cfg["model"]["params"]["out_channels"] == 7 and cfg["data"]["params"]["num_defect"] == 3
-    with pytest.raises(ConfigError, match=r"model.params.in_channels must be an integer or auto"):
+    with pytest.raises(ConfigError, match=r"model.params.in_channels must be an integer in \[1, 259\] or auto"):
         load_config(REPO / "configs/tiny_small.yaml", ["model.params.in_channels=eight"])
 
 

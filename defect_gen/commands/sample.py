@@ -263,7 +263,8 @@ def _plan(args, device, rank):
                     f"--num_samples {args.num_samples} differs from the sum of --per_class ({total})"
                 )
             num_samples = total
-    check_number("--num_samples (with --per_class or --quota)", num_samples, OPTION_RULES["sample"]["num_samples"])
+    count_rule = OPTION_RULES["sample"]["num_samples"]
+    check_number("--num_samples (with --per_class or --quota)", num_samples, count_rule)
     if args.keep == "all" and args.max_candidates is not None:
         raise ConfigError("--max_candidates applies to --keep defect|balanced only")
     if args.min_score is not None and (args.keep == "all" or not math.isfinite(args.min_score)):

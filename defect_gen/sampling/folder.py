@@ -147,9 +147,8 @@ def check_sample_count(sample_dir, num_samples):
     `num_samples`: the manifest of this run would not describe them, yet they would stay.
     """
     ours, _ = lock.sample_folder_files(sample_dir)
-    indices = sorted(
-        {int(rel.split("/")[1][:-4]) for rel in ours if "/" in rel and lock.SAMPLE_NAME.match(rel.split("/")[1])}
-    )
+    names = [rel.split("/")[1] for rel in ours if "/" in rel]
+    indices = sorted({int(n[:-4]) for n in names if lock.SAMPLE_NAME.match(n)})
     beyond = [i for i in indices if i >= num_samples]
     if beyond:
         raise SampleFolderError(

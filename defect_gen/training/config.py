@@ -184,7 +184,8 @@ def check_rules(cfg, source="config", origins=None):
                 continue  # filled from num_defect by _resolve_channels
             if isinstance(value, bool) or not isinstance(value, int) or rule.problem(value):
                 raise ConfigError(
-                    f"{origin(key)}: {key} must be an integer in [1, {rule.hi}] or {AUTO}, got {value!r}"
+                    f"{origin(key)}: {key} must be an integer in [1, {rule.hi}] or {AUTO}, "
+                    f"got {value!r}"
                 )
             continue
         problem = rule.describe(value)
@@ -396,21 +397,31 @@ def _is_number(value):
 
 
 def _validate_recipe_options(cfg, origin):
-    """Check the EMA warm-up, class-weight, crop and good-image keys; `origin` gives where a key was set."""
+    """Check the EMA warm-up, class-weight, crop and good-image keys (`origin`: key -> its source)."""
     train, data = cfg["train"], cfg["data"]["params"]
     if not isinstance(train["ema_warmup"], bool):
-        raise ConfigError(f"{origin('train.ema_warmup')}: train.ema_warmup must be true or false")
+        raise ConfigError(
+            f"{origin('train.ema_warmup')}: "
+            f"train.ema_warmup must be true or false"
+        )
     power, cap = train["mask_class_weight_power"], train["mask_class_weight_cap"]
     if not _is_number(power) or power < 0:
-        raise ConfigError(f"{origin('train.mask_class_weight_power')}: train.mask_class_weight_power must be a number >= 0")
+        raise ConfigError(
+            f"{origin('train.mask_class_weight_power')}: "
+            f"train.mask_class_weight_power must be a number >= 0"
+        )
     if cap is not None:
         if not power:
             raise ConfigError(
-                f"{origin('train.mask_class_weight_cap')}: train.mask_class_weight_cap is set but train.mask_class_weight_power is "
+                f"{origin('train.mask_class_weight_cap')}: train.mask_class_weight_cap is set but "
+                "train.mask_class_weight_power is "
                 "0 (class weights off): set a power > 0 or remove the cap"
             )
         if not _is_number(cap) or cap < 1:
-            raise ConfigError(f"{origin('train.mask_class_weight_cap')}: train.mask_class_weight_cap must be a number >= 1")
+            raise ConfigError(
+                f"{origin('train.mask_class_weight_cap')}: "
+                f"train.mask_class_weight_cap must be a number >= 1"
+            )
     crop, res = data["crop"], data["resolution"]
     if crop is not None:
         ds = 2 ** (len(cfg["model"]["params"].get("channel_mult") or (1, 2, 4)) - 1)
@@ -420,17 +431,27 @@ def _validate_recipe_options(cfg, origin):
                 f"(data.params.resolution), got {crop!r}"
             )
         if crop % ds:
-            raise ConfigError(f"{origin('data.params.crop')}: data.params.crop {crop} must be a multiple of {ds}")
+            raise ConfigError(
+                f"{origin('data.params.crop')}: "
+                f"data.params.crop {crop} must be a multiple of {ds}"
+            )
     if data["crop_random"] is not None:
         if crop is None:
             raise ConfigError(
-                f"{origin('data.params.crop_random')}: data.params.crop_random is set but data.params.crop is not (crops off)"
+                f"{origin('data.params.crop_random')}: data.params.crop_random is set but "
+                "data.params.crop is not (crops off)"
             )
         if not _is_number(data["crop_random"]) or not 0 <= data["crop_random"] <= 1:
-            raise ConfigError(f"{origin('data.params.crop_random')}: data.params.crop_random must lie in [0, 1]")
+            raise ConfigError(
+                f"{origin('data.params.crop_random')}: "
+                f"data.params.crop_random must lie in [0, 1]"
+            )
     num_good = data["num_good"]
     if not isinstance(num_good, int) or isinstance(num_good, bool) or num_good < 0:
-        raise ConfigError(f"{origin('data.params.num_good')}: data.params.num_good must be a non-negative integer")
+        raise ConfigError(
+            f"{origin('data.params.num_good')}: "
+            f"data.params.num_good must be a non-negative integer"
+        )
 
 
 def dump(cfg):

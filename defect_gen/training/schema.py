@@ -109,7 +109,8 @@ FIXED_ON_RESUME = ("model.target", "model.params", "data.params.num_defect")
 
 
 def _positive_float(null=False):
-    return Rule("float", 0, 10**6, open_lo=True, null=null)
+    # no upper bound: a finite value too large diverges, and a non-finite loss stops training cleanly
+    return Rule("float", 0, open_lo=True, null=null)
 
 
 # The type and range of each value, by dotted key; a key absent here is checked by `validate` only.
