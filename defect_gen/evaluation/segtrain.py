@@ -197,8 +197,9 @@ def train_segmenter(
     good_rng = np.random.default_rng([seed, 3])
     good_aug_rng = np.random.default_rng([seed, 4])
     good_x = good_y = None
+    good_masks = None if good is None else np.zeros(good.shape[:3], np.uint8)
     if num_good and good_augment is None:
-        good_x, good_y = _device_tensors(good, np.zeros(good.shape[:3], np.uint8), device)
+        good_x, good_y = _device_tensors(good, good_masks, device)
     done_other = done_syn = 0
     model.train()
     for step in range(settings.iterations):
@@ -216,36 +217,21 @@ def train_segmenter(
         syn_idx = syn_rng.integers(0, num_syn, k) if k else np.zeros(0, np.int64)
         if on_batch is not None:
             on_batch(step, idx, syn_idx)
-        if augment is None:
-            sel = torch.from_numpy(idx).to(device)
-            x, y = real_x[sel], real_y[sel]
-        else:
-            pairs = [augment(int(i), images[i], masks[i], aug_rng) for i in idx]
-            x, y = _device_tensors(
-                np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]), device
-            )
+        x, y = _draw(idx, (real_x, real_y), images, masks, augment, aug_rng, device, True)
         if g:
-            if good_augment is None:
-                sel = torch.from_numpy(good_idx).to(device)
-                gx, gy = good_x[sel], good_y[sel]
-            else:
-                blank = np.zeros(good.shape[1:3], np.uint8)
-                pairs = [good_augment(-1, good[i], blank, good_aug_rng) for i in good_idx]
-                gx, gy = _device_tensors(
-                    np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]), device
-                )
+            gx, gy = _draw(
+                good_idx, (good_x, good_y), good, good_masks, good_augment, good_aug_rng, device
+            )
             x, y = torch.cat([x, gx]), torch.cat([y, gy])
         if k:
             sel = torch.from_numpy(syn_idx).to(device)
             x, y = torch.cat([x, syn_x[sel]]), torch.cat([y, syn_y[sel]])
         logits = model(x)  # GroupNorm is per sample: one pass over the streams changes nothing
         loss = _segmentation_loss(logits[:B], y[:B], **loss_kwargs)
-        if g:
-            part = slice(B, B + g)
-            loss = loss + (g / B) * _segmentation_loss(logits[part], y[part], **loss_kwargs)
-        if k:
-            part = slice(B + g, None)
-            loss = loss + (k / B) * _segmentation_loss(logits[part], y[part], **loss_kwargs)
+        for start, count in ((B, g), (B + g, k)):  # the good and synthetic streams, by their share
+            if count:
+                part = slice(start, start + count)
+                loss = loss + (count / B) * _segmentation_loss(logits[part], y[part], **loss_kwargs)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -253,6 +239,20 @@ def train_segmenter(
         if step == 0 or (step + 1) % max(1, settings.iterations // 5) == 0:
             logger.debug("step %d/%d loss %.4f", step + 1, settings.iterations, loss.item())
     return model
+
+
+def _draw(indices, pool, images, masks, augment, rng, device, own_index=False):
+    """
+    Give (x, y) of the drawn `indices`: gathered from the device-resident `pool` (x, y), or, with an
+    `augment`, augmented one by one (called with the sample's index when `own_index`, else -1).
+    """
+    if augment is None:
+        sel = torch.from_numpy(indices).to(device)
+        return pool[0][sel], pool[1][sel]
+    pairs = [augment(int(i) if own_index else -1, images[i], masks[i], rng) for i in indices]
+    return _device_tensors(
+        np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]), device
+    )
 
 
 @torch.no_grad()
