@@ -37,6 +37,21 @@ def classic_augment(image, mask, rng, *, brightness=0.2, contrast=0.2):
     return np.clip(np.round(img), 0, 255).astype(np.uint8), np.ascontiguousarray(mask)
 
 
+def pick_region(source_mask, rng, class_id=None):
+    """
+    Give (class id, bool [H x W] region) of one defect class of `source_mask`: `class_id`, or one drawn
+    among the classes present; (class id, None) when that class (or any defect) is absent.
+    """
+    if class_id is None:
+        present = np.unique(source_mask)
+        present = present[present > 0]
+        if not present.size:
+            return None, None
+        class_id = int(rng.choice(present))
+    region = source_mask == class_id
+    return class_id, (region if region.any() else None)
+
+
 def copy_paste(target_image, target_mask, source_image, source_mask, rng, *, class_id=None):
     """
     Give (image, mask, pasted): the target with one defect class of the source pasted at a random
@@ -54,14 +69,8 @@ def copy_paste(target_image, target_mask, source_image, source_mask, rng, *, cla
     """
     image, mask = target_image.copy(), target_mask.copy()
     pasted = np.zeros(mask.shape, dtype=bool)
-    present = np.unique(source_mask)
-    present = present[present > 0]
-    if class_id is None:
-        if not present.size:
-            return image, mask, pasted
-        class_id = int(rng.choice(present))
-    region = source_mask == class_id
-    if not region.any():
+    class_id, region = pick_region(source_mask, rng, class_id)
+    if region is None:
         return image, mask, pasted
     rows, cols = np.nonzero(region.any(1))[0], np.nonzero(region.any(0))[0]
     y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1

@@ -17,6 +17,7 @@ from ..data import layouts as dataset_layouts
 from ..errors import DatasetError, EvaluationError
 from . import blend as blend_lib
 from . import data as data_lib
+from .augment import pick_region
 from .data import PairSet
 
 logger = logging.getLogger(__name__)
@@ -164,14 +165,8 @@ def paste_region(
     :return: uint8 image, mask of target_mask's dtype, box (y0, y1, x0, x1) or None.
     """
     image, mask = target_image.copy(), target_mask.copy()
-    present = np.unique(source_mask)
-    present = present[present > 0]
-    if class_id is None:
-        if not present.size:
-            return image, mask, None
-        class_id = int(rng.choice(present))
-    region = source_mask == class_id
-    if not region.any():
+    class_id, region = pick_region(source_mask, rng, class_id)
+    if region is None:
         return image, mask, None
     margin = int(np.ceil(feather))
     crop, reg = transform_region(
