@@ -312,3 +312,118 @@ def test_tuning_of_the_baselines_reads_training_data_only(tmp_path, capsys, monk
     assert args.copy_paste_blend == record["c"]["best"]["settings"]["copy_paste_blend"]
     assert args.with_good == record["a"]["best"]["settings"]["with_good"]
     assert script.parse_args(tuned + ["--copy_paste_blend", "alpha"]).copy_paste_blend == "alpha"
+
+
+# ------------------------------------------------------------------------------------------------
+# The results cache: an interrupted benchmark resumes, and only what is missing trains
+
+
+def _count_trainings(monkeypatch):
+    import defect_gen.evaluation.jobs as jobs_mod
+
+    calls = []
+    real_train = jobs_mod.segtrain.train_and_score
+
+    def counted(*args, **kwargs):
+        calls.append(
+            (kwargs["seed"], "good_augment" in kwargs, kwargs.get("synthetic") is not None)
+        )
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(jobs_mod.segtrain, "train_and_score", counted)
+    return calls
+
+
+def test_a_rerun_takes_finished_trainings_from_the_cache(tmp_path, monkeypatch):
+    data = toy_mvtec(tmp_path / "d", num_good=2)
+    generation = write_generator(tmp_path / "gen", data, 2, classes=("pit", "scratch"))
+    synth = write_synthetic(
+        tmp_path / "s", synthetic_pairs(4), generation=generation, classes=("pit", "scratch")
+    )
+    cache = tmp_path / "cache"
+    base = ["--data_dir", str(data), "--num_train_per_type", "2", "--bootstrap", "0"]
+    base += ["--cache", str(cache)] + TINY
+    calls = _count_trainings(monkeypatch)
+    script = load_script("evaluate")
+    # First the baselines alone (a, a+good, c: 2 seeds each), as an interrupted run would leave them.
+    assert (
+        script.main(base + ["--baselines", "real,copy_paste", "--out", str(tmp_path / "o1")]) == 0
+    )
+    assert len(calls) == 6 and len(list(cache.rglob("*.npz"))) == 6
+    first = json.loads((tmp_path / "o1" / "report.json").read_text())["segmentation"]["rows"]
+    # The full run trains only the synthetic rows; the baselines' numbers are the cached ones.
+    calls.clear()
+    full = base + ["--baselines", "real,copy_paste", "--synthetic", f"gen={synth}"]
+    assert script.main(full + ["--regimes", "d,e", "--out", str(tmp_path / "o2")]) == 0
+    assert len(calls) == 4 and all(synthetic for _, _, synthetic in calls)
+    report = json.loads((tmp_path / "o2" / "report.json").read_text())
+    assert report["results_cache"] == {"folder": str(cache), "trainings": 10, "reused": 6}
+    rows = report["segmentation"]["rows"]
+    for key in ("a", "a+good", "c"):
+        assert rows[key]["per_seed"] == first[key]["per_seed"]
+    # A changed setting is another training: c with another paste probability trains again.
+    calls.clear()
+    assert (
+        script.main(
+            base
+            + [
+                "--baselines",
+                "copy_paste",
+                "--copy_paste_probability",
+                "1",
+                "--out",
+                str(tmp_path / "o3"),
+            ]
+        )
+        == 0
+    )
+    assert len(calls) == 2 and all(good_augment for _, good_augment, _ in calls)
+    # A damaged entry is reported and trained again; --cache none trains everything.
+    victim = sorted(cache.rglob("*.npz"))[0]
+    victim.write_bytes(b"not an npz")
+    calls.clear()
+    assert (
+        script.main(base + ["--baselines", "real,copy_paste", "--out", str(tmp_path / "o4")]) == 0
+    )
+    assert len(calls) == 1
+    calls.clear()
+    args = base[: -len(TINY)] + ["--cache", "none"] + TINY
+    assert script.main(args + ["--baselines", "real", "--out", str(tmp_path / "o5")]) == 0
+    assert len(calls) == 4 and not (tmp_path / "o5" / "runs").exists()
+
+
+def test_job_digest_follows_every_input():
+    from defect_gen.evaluation.data import PairSet
+    from defect_gen.evaluation.jobs import job_digest
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (3, 8, 8, 3), dtype=np.uint8)
+    masks = rng.integers(0, 2, (3, 8, 8), dtype=np.uint8)
+    val = PairSet(images=images[:1], masks=masks[:1], names=["v"])
+    paste = PasteOnto(images, masks, probability=0.5)
+
+    default = TrainSettings()
+
+    def digest(images=images, settings=default, seed=0, augment=paste, val=val):
+        kwargs = dict(
+            num_classes=2, settings=settings, seed=seed, device="cpu", good_augment=augment
+        )
+        return job_digest((images, masks, val), kwargs, code="c")
+
+    d0 = digest()
+    assert d0 == digest(images=images.copy(), augment=PasteOnto(images, masks, probability=0.5))
+    changed = images.copy()
+    changed[0, 0, 0, 0] ^= 1
+    others = [
+        digest(images=changed),
+        digest(settings=TrainSettings(lr=2e-3)),
+        digest(seed=1),
+        digest(augment=PasteOnto(images, masks, probability=1.0)),
+        digest(augment=PasteOnto(images, masks, blend="poisson")),
+        digest(val=PairSet(images=images[:1], masks=masks[:1], names=["w"])),
+    ]
+    assert len({d0, *others}) == 1 + len(others)
+    kwargs = dict(num_classes=2, settings=TrainSettings(), seed=0, device="cpu")
+    assert job_digest((images, masks, val), kwargs, code="c") != job_digest(
+        (images, masks, val), kwargs, code="d"
+    )

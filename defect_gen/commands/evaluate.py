@@ -212,7 +212,8 @@ def parse_args(argv=None):
     p.add_argument(
         "--tune_grid",
         help='settings to try, "key=v1,v2;key=v1,..." over lr, dice_weight, iterations, '
-        "batch_size, class_balance (default: the frozen defaults' grid)",
+        "batch_size, class_balance (default: the frozen defaults' grid); none: keep the "
+        "segmenter settings given and tune the baselines only",
     )
     p.add_argument("--tune_folds", type=int, default=3, help="cross-validation folds for --tune")
     p.add_argument(
@@ -260,6 +261,14 @@ def parse_args(argv=None):
         default=1,
         help="segmenter trainings run at once, one process each (results do not depend on it; "
         "on a GPU 4 share it well)",
+    )
+    p.add_argument(
+        "--cache",
+        default=None,
+        metavar="DIR",
+        help="folder of finished segmenter trainings, keyed by everything that decides their "
+        "result (default: OUT/runs; none: off): a re-run, or another run sharing the folder, "
+        "trains only what is missing",
     )
     p.add_argument("--quiet", action="store_true", help="log warnings only")
     args = p.parse_args(argv)
@@ -332,6 +341,7 @@ def main(argv=None):
         inception_size=args.inception_size,
         inception_range=args.inception_range,
         workers=args.workers,
+        cache_dir=_cache_dir(args),
         train=TrainSettings(
             iterations=args.iterations,
             batch_size=args.batch_size,
@@ -364,7 +374,10 @@ def main(argv=None):
         )
         paths = tune.write_tuning(record, args.out)
         best = record["best"]
-        print(f"tuned: {record['flags']} (cross-validated mIoU w/o bg {best['mean']:.4f})")
+        if best["mean"] is None:
+            print("segmenter not tuned (--tune_grid none)")
+        else:
+            print(f"tuned: {record['flags']} (cross-validated mIoU w/o bg {best['mean']:.4f})")
         if record["baselines"]:
             print(f"tuned baselines: {record['baselines']['flags']}")
     else:
@@ -372,6 +385,12 @@ def main(argv=None):
         paths = write_report(result, args.out)
     logging.getLogger("evaluate").info("wrote %s", ", ".join(paths.values()))
     return 0
+
+
+def _cache_dir(args):
+    if args.cache is None:
+        return os.path.join(args.out, "runs")
+    return None if args.cache == "none" else args.cache
 
 
 def _baselines(text):

@@ -11,12 +11,14 @@ trains with the segmenter settings the segmenter tuning chose, seed 0; the best 
 """
 
 import dataclasses
+import functools
 import itertools
 import logging
 import math
 
 from . import baselines as baselines_lib
 from .good import BLENDS, check_good_settings, load_good
+from .jobs import ResultCache
 from .metrics import nanmean_or_nan
 from .tune import cross_validate, fold_of, parse_grid
 
@@ -78,25 +80,32 @@ def run_baseline_tuning(config, grid, num_folds, segmenter=None):
     folds = fold_of(real.train.types, num_folds)
     record = {"good_images": len(good), "segmenter": dataclasses.asdict(settings)}
     jobs = []
-    if len(good):
+    if len(good) and "with_good" in grid:
         jobs.append(("a", _points(grid, A_KEYS, config)))
     if "c" in config.baselines or any(k in grid for k in C_KEYS):
         keys = C_KEYS
         if baselines_lib.effective_target(config, len(good)) == "defective":
             keys = ("copy_paste_probability",)  # the old pixel-exact paste has no blend / feather
         jobs.append(("c", _points(grid, keys, config)))
-    flags = []
+    flat = []
     for baseline, points in jobs:
-        candidates = []
         for point in points:
             if baseline == "a":
                 family, cfg = ("a+good" if point["with_good"] else "a"), config
             else:
                 family, cfg = "c", dataclasses.replace(config, **point)
-            scores = cross_validate(
-                real, folds, num_folds, settings, config.device, num_classes,
-                streams_for=lambda fit: baselines_lib.streams(family, fit, good, cfg),  # noqa: B023
-            )  # fmt: skip
+            flat.append((settings, functools.partial(_streams, family, good, cfg)))
+    all_scores = iter(
+        cross_validate(
+            real, folds, num_folds, flat, device=config.device, num_classes=num_classes,
+            workers=config.workers, cache=ResultCache(config.cache_dir),
+        )  # fmt: skip
+    )
+    flags = []
+    for baseline, points in jobs:
+        candidates = []
+        for point in points:
+            scores = next(all_scores)
             mean = nanmean_or_nan(scores)
             logger.info("baseline %s %s: cross-validated mIoU w/o bg %.4f", baseline, point, mean)
             candidates.append({"settings": point, "fold_scores": scores, "mean": mean})
@@ -107,6 +116,10 @@ def run_baseline_tuning(config, grid, num_folds, segmenter=None):
     record["grid"] = {k: list(v) for k, v in grid.items()}
     record["flags"] = " ".join(flags)
     return record
+
+
+def _streams(family, good, config, fit):
+    return baselines_lib.streams(family, fit, good, config)
 
 
 def _flag(value):

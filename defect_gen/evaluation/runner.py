@@ -10,9 +10,7 @@ by the paired per-seed delta of mIoU without background: a t-based 95% interval 
 bootstrap over validation images.
 """
 
-import concurrent.futures
 import logging
-import multiprocessing
 import platform
 import time
 import warnings
@@ -30,6 +28,7 @@ from .amount import amounts
 from .augment import CopyPaste, classic_augment
 from .good import good_overlap_problems, load_good
 from .guard import ValidationIdentity, allowed_problem
+from .jobs import ResultCache, run_jobs
 from .metrics import mean_std
 from .plan import (
     BASELINES,
@@ -43,7 +42,7 @@ from .plan import (
     synthetic_sets,
 )
 from .segnet import SegNet
-from .segtrain import class_weights, train_and_score
+from .segtrain import class_weights
 from .synthetic_sets import describe_set, load_sets
 
 logger = logging.getLogger(__name__)
@@ -142,29 +141,6 @@ def _augmenter(family, pool, config):
     return None
 
 
-def _job(args, kwargs):
-    return train_and_score(*args, **kwargs)
-
-
-def _worker_init():
-    torch.set_num_threads(1)
-
-
-def _run_jobs(jobs, workers, finished):
-    """Run [(job id, args, kwargs)] of train_and_score; call finished(job id, result) as each ends."""
-    if workers <= 1 or len(jobs) <= 1:
-        for job_id, args, kwargs in jobs:
-            finished(job_id, _job(args, kwargs))
-        return
-    context = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
-    with concurrent.futures.ProcessPoolExecutor(
-        max_workers=min(workers, len(jobs)), mp_context=context, initializer=_worker_init
-    ) as pool:
-        futures = {pool.submit(_job, args, kwargs): job_id for job_id, args, kwargs in jobs}
-        for future in concurrent.futures.as_completed(futures):
-            finished(futures[future], future.result())
-
-
 def run_evaluation(config):
     """Give the EvaluationResult of `config` (EvaluationError / DatasetError on bad inputs)."""
     check_config(config)
@@ -192,7 +168,7 @@ def run_evaluation(config):
     if "a" in baselines and len(good):
         plan.insert(baselines.index("a") + 1, ("a+good", "a+good", None, None))
     jobs, rows_meta = _jobs(config, plan, real, loaded, weights, good, target)
-    results = _train_all(config, jobs, t0)
+    results, reused = _train_all(config, jobs, t0)
     rows, per_image = _rows(config, rows_meta, results, real)
     timings["segmentation"] = time.perf_counter() - t0
     # Baseline (a) is the better of its measured rows (a, a+good); synthetic rows face that one.
@@ -219,6 +195,7 @@ def run_evaluation(config):
         "synthetic": {},
         "mask_stats": {"train": mask_statistics(real.train.masks, real.num_defect)},
         "timings": timings,
+        "results_cache": {"folder": config.cache_dir, "trainings": len(jobs), "reused": reused},
     }
     examples = {}
     for name, item in loaded.items():
@@ -305,13 +282,22 @@ def _jobs(config, plan, real, loaded, weights, good, target):
 
 
 def _train_all(config, jobs, t0):
-    """Run every job; give {(row key, seed): its result}, logging each as it finishes."""
-    results = {}
+    """
+    Run every job not in the results cache; give ({(row key, seed): its result}, how many came from
+    the cache), logging each as it finishes.
+    """
+    results, trained = {}, []
+    cache = ResultCache(config.cache_dir)
 
-    def finished(job_id, result):
+    def finished(job_id, result, cached):
         results[job_id] = result
         key, seed = job_id
-        scores, done, elapsed = result[0], len(results), time.perf_counter() - t0
+        scores, done = result[0], len(results)
+        if cached:
+            logger.info("[%d/%d] %s seed %d: from the results cache", done, len(jobs), key, seed)
+            return
+        trained.append(job_id)
+        elapsed = time.perf_counter() - t0
         logger.info(
             "[%d/%d] %s seed %d: mIoU %.4f, mIoU w/o background %.4f (%.1f s; eta %.0f s)",
             done,
@@ -321,11 +307,11 @@ def _train_all(config, jobs, t0):
             scores["miou"],
             scores["miou_fg"],
             scores["seconds"],
-            elapsed / done * (len(jobs) - done),
+            elapsed / len(trained) * (len(jobs) - done),
         )
 
-    _run_jobs(jobs, config.workers, finished)
-    return results
+    run_jobs(jobs, config.workers, finished, cache)
+    return results, len(jobs) - len(trained)
 
 
 def _rows(config, rows_meta, results, real):

@@ -19,8 +19,9 @@ import numpy as np
 
 from ..errors import EvaluationError
 from ..fileio import atomic_write_text
+from .jobs import ResultCache, run_jobs
 from .metrics import nanmean_or_nan
-from .segtrain import class_weights, train_and_score
+from .segtrain import class_weights
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +41,12 @@ def parse_grid(text, *, types=None, option="--tune_grid", default=None, check=No
     value.
 
     :param types: {key: parser of one value} (default: the segmenter's TUNABLE settings).
-    :param default: the grid of an empty text (default: DEFAULT_GRID).
+    :param default: the grid of an empty text (default: DEFAULT_GRID); "none" gives {} (no grid).
     :param check: None, or a function (key, value) raising ValueError for a value out of range.
     """
     types = TUNABLE if types is None else types
+    if text is not None and text.strip() == "none":
+        return {}
     if not text:
         return dict(DEFAULT_GRID if default is None else default)
     grid = {}
@@ -80,27 +83,39 @@ def fold_of(types, num_folds):
     return np.array(out, dtype=np.int64)
 
 
-def cross_validate(real, folds, num_folds, settings, device, num_classes, streams_for=None):
+def cross_validate(real, folds, num_folds, points, *, device, num_classes, workers=1, cache=None):
     """
-    Give the mIoU without background of each fold: a segmenter with `settings` trained (seed 0) on the
-    other folds of the training pairs, scored on this one.
+    Give per point the mIoU without background of each fold: a segmenter trained (seed 0) on the
+    other folds of the training pairs, scored on this one. All points' trainings run as one batch of
+    jobs (`workers` at once, finished ones taken from `cache`, see jobs.run_jobs).
 
     :param folds: [N] fold index of each training pair (:func:`fold_of`).
-    :param streams_for: None, or a function of the fitting PairSet giving (augment, extra streams of
-        train_and_score), for the baselines' own augmentations.
+    :param points: [(TrainSettings, streams_for)]: streams_for None, or a function of the fitting
+        PairSet giving (augment, extra streams of train_and_score), for the baselines' own
+        augmentations.
     """
-    scores = []
-    for f in range(num_folds):
-        fit = real.train.subset(np.nonzero(folds != f)[0])
-        held = real.train.subset(np.nonzero(folds == f)[0])
-        augment, streams = streams_for(fit) if streams_for else (None, {})
-        weights = class_weights(fit.masks, num_classes) if settings.class_balance else None
-        result, _ = train_and_score(
-            fit.images, fit.masks, held, num_classes=num_classes, settings=settings, seed=0,
-            device=device, augment=augment, weights=weights, **streams,
-        )  # fmt: skip
-        scores.append(result["miou_fg"])
-    return scores
+    jobs = []
+    for p, (settings, streams_for) in enumerate(points):
+        for f in range(num_folds):
+            fit = real.train.subset(np.nonzero(folds != f)[0])
+            held = real.train.subset(np.nonzero(folds == f)[0])
+            augment, streams = streams_for(fit) if streams_for else (None, {})
+            weights = class_weights(fit.masks, num_classes) if settings.class_balance else None
+            kwargs = dict(
+                num_classes=num_classes, settings=settings, seed=0, device=device,
+                augment=augment, weights=weights, **streams,
+            )  # fmt: skip
+            jobs.append(((p, f), (fit.images, fit.masks, held), kwargs))
+    scores = {}
+
+    def finished(job_id, result, cached):
+        scores[job_id] = result[0]["miou_fg"]
+        p, f = job_id
+        how = "from the results cache" if cached else f"{result[0]['seconds']:.0f} s"
+        logger.info("point %d fold %d: mIoU w/o bg %.4f (%s)", p + 1, f, scores[job_id], how)
+
+    run_jobs(jobs, workers, finished, cache)
+    return [[scores[p, f] for f in range(num_folds)] for p in range(len(points))]
 
 
 def run_tuning(config, grid, num_folds):
@@ -108,6 +123,7 @@ def run_tuning(config, grid, num_folds):
     Give the tuning record {grid, folds, candidates: [{settings, fold_scores, mean}], best}.
 
     :param config: plan.EvalConfig (data, resolution, device, base TrainSettings).
+    :param grid: {key: values}; {} keeps config.train as it is (no segmenter training at all).
     """
     import dataclasses
 
@@ -123,15 +139,23 @@ def run_tuning(config, grid, num_folds):
     folds = fold_of(real.train.types, num_folds)
     keys = list(grid)
     points = [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+    if not grid:
+        points = []
     candidates = []
-    for i, point in enumerate(points):
-        settings = dataclasses.replace(config.train, **point)
-        scores = cross_validate(real, folds, num_folds, settings, config.device, num_classes)
+    all_scores = cross_validate(
+        real, folds, num_folds, [(dataclasses.replace(config.train, **p), None) for p in points],
+        device=config.device, num_classes=num_classes, workers=config.workers,
+        cache=ResultCache(config.cache_dir),
+    )  # fmt: skip
+    for i, (point, scores) in enumerate(zip(points, all_scores)):
         mean = nanmean_or_nan(scores)
         logger.info("[%d/%d] %s: cross-validated mIoU w/o bg %.4f", i + 1, len(points), point, mean)
         candidates.append({"settings": point, "fold_scores": scores, "mean": mean})
     finite = [c for c in candidates if not math.isnan(c["mean"])]
-    best = max(finite, key=lambda c: c["mean"]) if finite else candidates[0]
+    if not candidates:
+        best = {"settings": {}, "fold_scores": [], "mean": None}
+    else:
+        best = max(finite, key=lambda c: c["mean"]) if finite else candidates[0]
     return {
         "grid": {k: list(v) for k, v in grid.items()},
         "folds": num_folds,
@@ -156,6 +180,18 @@ def write_tuning(record, out_dir):
     paths = {n: os.path.join(out_dir, f"tune.{n}") for n in ("json", "md")}
     atomic_write_text(paths["json"], json.dumps(to_jsonable(record), indent=1) + "\n")
     keys = list(record["grid"])
+    if not keys:
+        lines = [
+            "# Tuning (cross-validation over the training pairs)",
+            "",
+            "Segmenter settings not tuned (`--tune_grid none`): "
+            + ", ".join(f"{k} {v}" for k, v in record["base_settings"].items()),
+        ]
+        from .baseline_tune import markdown
+
+        lines += markdown(record) + [""]
+        atomic_write_text(paths["md"], "\n".join(lines))
+        return paths
     lines = [
         "# Segmenter tuning (cross-validation over the training pairs)",
         "",
