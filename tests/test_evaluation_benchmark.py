@@ -161,6 +161,16 @@ def test_balanced_selection_fills_hand_computed_quotas():
     first, _ = select_synthetic(np.stack(syn), real, num_defect=3, want=3, how="first")
     defect, _ = select_synthetic(np.stack(syn), real, num_defect=3, want=3, how="defect")
     assert first == [0, 1, 2] and defect == [1, 2, 3]
+    # scored: the same quotas (5 and 1), each filled with the class's best scores. Class 1 pairs
+    # are 2, 3, 6, 7, 8; the worst of them (7) stays out when the quota is 4; class 2's best is 9.
+    scores = [None, 1.0, 5.0, 4.0, 9.0, 0.5, 7.0, -2.0, 6.0, 3.0]
+    indices, record = select_synthetic(
+        np.stack(syn), real, num_defect=3, want=5, how="scored", scores=scores
+    )
+    assert [c["quota"] for c in record["per_class"]] == [4, 1, 0]
+    assert indices == [2, 3, 6, 8, 9]
+    with pytest.raises(ValueError, match="one score per"):
+        select_synthetic(np.stack(syn), real, num_defect=3, want=5, how="scored")
 
 
 def test_unfilled_class_is_stated_in_the_report(tmp_path):

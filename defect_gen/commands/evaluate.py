@@ -30,7 +30,7 @@ both as --synthetic NAME=DIR.
         --out DIR [--resolution 128] [--seeds 10] [--synthetic_ratio 1 | 0.5,1,2,3] \
         [--synthetic_count 25,100,400] [--synthetic_share 0.25,0.5] [--num_good N] \
         [--copy_paste_target good|defective|both] [--copy_paste_blend alpha|poisson] \
-        [--synthetic_select first|defect|balanced] [--baselines real,classic,copy_paste] \
+        [--synthetic_select first|defect|balanced|scored] [--baselines real,classic,copy_paste] \
         [--regimes d,e] [--allow_overlap]
     python scripts/evaluate.py --data_dir D --num_train_per_type 5 --out DIR --tune \
         [--tune_grid "lr=5e-4,1e-3,2e-3;dice_weight=0,1"] [--tune_folds 3] \
@@ -177,7 +177,9 @@ def parse_args(argv=None):
         default="balanced",
         choices=SELECTIONS,
         help="first: file order; defect: pairs holding a defect; balanced: defect pairs filling "
-        "per-class quotas in proportion to the real training classes",
+        "per-class quotas in proportion to the real training classes; scored: the same quotas "
+        "filled with each class's best-scoring pairs (the sample score: how clearly the image "
+        "shows its mask), for filtered against unfiltered sets",
     )
     p.add_argument(
         "--baselines",

@@ -1,7 +1,8 @@
 """
 Which synthetic pairs a regime uses: `first` (file order), `defect` (only pairs whose mask holds a
-defect) or `balanced` (defect pairs filling per-class quotas in proportion to the real training
-set's class shares).
+defect), `balanced` (defect pairs filling per-class quotas in proportion to the real training
+set's class shares, in file order) or `scored` (the same quotas, each filled with the class's
+highest-scoring pairs: defect_gen.sampling.score, how clearly the image shows its mask).
 
 A pair's class is its mask's dominant defect class (most pixels; ties to the lower index); a mask
 without defect pixels has class 0. Quotas split the wanted count by the largest-remainder rule.
@@ -9,7 +10,7 @@ without defect pixels has class 0. Quotas split the wanted count by the largest-
 
 import numpy as np
 
-SELECTIONS = ("first", "defect", "balanced")
+SELECTIONS = ("first", "defect", "balanced", "scored")
 
 
 def dominant_classes(masks, num_defect):
@@ -39,7 +40,7 @@ def largest_remainder(total, shares):
     return [int(q) for q in quotas]
 
 
-def select_synthetic(syn_masks, real_masks, *, num_defect, want, how):
+def select_synthetic(syn_masks, real_masks, *, num_defect, want, how, scores=None):
     """
     Give (indices, record) of the synthetic pairs a regime uses.
 
@@ -47,6 +48,8 @@ def select_synthetic(syn_masks, real_masks, *, num_defect, want, how):
     :param real_masks: [N x H x W] real training masks (their class shares set the quotas).
     :param want: the number of pairs asked for (round(ratio * N)).
     :param how: one of SELECTIONS.
+    :param scores: for `scored`, [M] pair scores (None: no defect); higher is kept first, ties in
+        file order.
     :return: indices in file order; record {how, want, used, per_class: [{class, quota, available,
         used}] (class 1..K), defect_free_available, shortfalls: [plain sentences]}.
     """
@@ -65,10 +68,17 @@ def select_synthetic(syn_masks, real_masks, *, num_defect, want, how):
         quotas = largest_remainder(want, shares)
         taken = [0] * num_defect
         indices = []
-        for i, k in enumerate(syn_cls):
+        order = range(len(syn_cls))
+        if how == "scored":
+            if scores is None or len(scores) != len(syn_cls):
+                raise ValueError("selection scored needs one score per synthetic pair")
+            order = sorted(order, key=lambda i: -np.inf if scores[i] is None else -scores[i])
+        for i in order:
+            k = syn_cls[i]
             if k and taken[k - 1] < quotas[k - 1]:
                 taken[k - 1] += 1
                 indices.append(i)
+        indices.sort()
     used = np.bincount(syn_cls[indices], minlength=num_defect + 1) if indices else None
     if used is None:
         used = np.zeros(num_defect + 1, np.int64)

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..data.stats import mask_statistics
 from ..errors import EvaluationError
+from ..sampling.score import score_of
 from . import fid as fid_lib
 from . import similarity
 from .amount import amounts
@@ -46,6 +47,9 @@ def load_sets(config, sets, real, timings):
         for problem in guard["problems"]:
             logger.warning("synthetic set %s: %s", name, problem)
         selections = {}
+        scores = None
+        if config.synthetic_select == "scored":
+            scores = [score_of(i, m) for i, m in zip(synthetic.pairs.images, synthetic.pairs.masks)]
         for am in rows:
             r = am.ratio
             want = am.want(len(real.train))
@@ -60,6 +64,7 @@ def load_sets(config, sets, real, timings):
                 num_defect=real.num_defect,
                 want=want,
                 how=config.synthetic_select,
+                scores=scores,
             )
             record["ratio"] = r
             record["count"], record["share"] = am.count, am.share
@@ -73,6 +78,8 @@ def load_sets(config, sets, real, timings):
                     "training pairs have)"
                 )
             record["files"] = [synthetic.pairs.names[i] for i in indices]
+            if scores is not None:
+                record["scores"] = [scores[i] for i in indices]
             selections[am] = (synthetic.pairs.subset(indices), record)
             logger.info(
                 "synthetic set %s: %d pairs, %d selected (%s) for %s",
