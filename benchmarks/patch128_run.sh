@@ -1,27 +1,54 @@
 #!/bin/bash
 # docs/results.md run 4: the CPU patch recipe's sets and the benchmark at 128 px, on this checkout.
 # Needs the two generators trained as README "A CPU patch recipe" says, in $R/small and $R/large.
-# Stages (STAGE=sample|seams|evaluate|all): the 100-pair benchmark set, three 25-pair sets that compare the
-# large model skipped / downscaled and the band harmonized or not, their seam figures, the benchmark.
+# Stages (STAGE=sample|seams|tune|evaluate|sweep|all):
+#   sample    the benchmark set (PER_CLASS x 5 pairs) and three small sets that compare the large model
+#             skipped / downscaled and the band harmonized or not
+#   seams     their seam figures
+#   tune      the baselines' settings by cross-validation over the training pairs (never the reported
+#             images): copy-paste probability x blend; the segmenter keeps its frozen defaults
+#   evaluate  the verdict rows with the tuned baselines: a, a+good, c, d, e, SEEDS seeds
+#   sweep     how much synthetic data (counts x shares) and the score-filtered set against the balanced one
+# Every segmenter training is kept in $R/cache (evaluate --cache), so a stage stopped midway resumes where
+# it stopped, and the stages share the rows they have in common (the baselines train once).
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 cd "$(dirname "$0")/.." || exit 1
 R=${R:-$HOME/defect-gen-runs/p128}; DATA=${DATA:-../shared/data/magnetic_tile_dev}; PY=${PYTHON:-python}
-SEEDS=${SEEDS:-10}; WORKERS=${WORKERS:-2}; STAGE=${STAGE:-all}
+SEEDS=${SEEDS:-10}; SWEEP_SEEDS=${SWEEP_SEEDS:-$SEEDS}; WORKERS=${WORKERS:-2}; STAGE=${STAGE:-all}
+PER_CLASS=${PER_CLASS:-10}; PER_CLASS_CMP=${PER_CLASS_CMP:-2}
 S="$PY scripts/sample.py --large_recep $R/large --small_recep $R/small --step_inference 400 \
    --timestep_respacing 50 --batch_size 25 --device cpu --no_progress --mode inpaint --mask_source train \
    --size 128 --data_dir $DATA"
+E="$PY scripts/evaluate.py --data_dir $DATA --num_train_per_type 5 --resolution 128 --device cpu \
+   --workers $WORKERS --cache $R/cache"
+SET="inpaint128=$R/s/inpaint128"
+N=$((5 * PER_CLASS))
 
-if [ "$STAGE" = sample ] || [ "$STAGE" = all ]; then
-  $S --per_class ${PER_CLASS:-20} --sample_dir $R/s/inpaint128 || exit 1                    # the benchmark set
-  $S --per_class ${PER_CLASS_CMP:-5} --sample_dir $R/s/skip25 || exit 1                         # the defaults
-  $S --per_class ${PER_CLASS_CMP:-5} --large_at_size downscale --sample_dir $R/s/down25 || exit 1
-  $S --per_class ${PER_CLASS_CMP:-5} --harmonize false --sample_dir $R/s/raw25 || exit 1
+run() { [ "$STAGE" = "$1" ] || [ "$STAGE" = all ]; }
+
+if run sample; then
+  $S --per_class "$PER_CLASS" --sample_dir $R/s/inpaint128 || exit 1                       # the benchmark set
+  $S --per_class "$PER_CLASS_CMP" --sample_dir $R/s/skip10 || exit 1                           # the defaults
+  $S --per_class "$PER_CLASS_CMP" --large_at_size downscale --sample_dir $R/s/down10 || exit 1
+  $S --per_class "$PER_CLASS_CMP" --harmonize false --sample_dir $R/s/raw10 || exit 1
 fi
-if [ "$STAGE" = seams ] || [ "$STAGE" = all ]; then
-  $PY benchmarks/inpaint_seams.py $R/s/skip25 $R/s/down25 $R/s/raw25 $R/s/inpaint128 || exit 1
+if run seams; then
+  $PY benchmarks/inpaint_seams.py $R/s/skip10 $R/s/down10 $R/s/raw10 $R/s/inpaint128 || exit 1
 fi
-if [ "$STAGE" = evaluate ] || [ "$STAGE" = all ]; then
-  $PY scripts/evaluate.py --data_dir $DATA --num_train_per_type 5 --synthetic inpaint128=$R/s/inpaint128 \
-    --synthetic_count $((5 * ${PER_CLASS:-20})) --synthetic_share 0.25 --resolution 128 --seeds $SEEDS \
-    --baselines real,copy_paste --regimes d,e --device cpu --workers $WORKERS --out $R/eval128
+if run tune; then
+  $E --out $R/tune128 --tune --tune_grid none \
+    --tune_baseline_grid "copy_paste_probability=0.5,1;copy_paste_blend=alpha,poisson;copy_paste_feather=2" \
+    || exit 1
+fi
+if run evaluate; then
+  $E --tuned $R/tune128/tune.json --synthetic $SET --synthetic_count $N --synthetic_share 0.25 \
+    --seeds "$SEEDS" --baselines real,copy_paste --regimes d,e --out $R/eval128 || exit 1
+fi
+if run sweep; then
+  $E --tuned $R/tune128/tune.json --synthetic $SET --synthetic_count $((N / 2)),$N \
+    --synthetic_share 0.25,0.5 --seeds "$SWEEP_SEEDS" --baselines real --regimes d \
+    --out $R/sweep128 || exit 1
+  $E --tuned $R/tune128/tune.json --synthetic $SET --synthetic_count $((N / 2)) --synthetic_share 0.25 \
+    --synthetic_select scored --seeds "$SWEEP_SEEDS" --baselines real --regimes d \
+    --out $R/scored128 || exit 1
 fi

@@ -334,7 +334,7 @@ def _count_trainings(monkeypatch):
     return calls
 
 
-def test_a_rerun_takes_finished_trainings_from_the_cache(tmp_path, monkeypatch):
+def test_a_rerun_takes_finished_trainings_from_the_cache(tmp_path, monkeypatch, capsys):
     data = toy_mvtec(tmp_path / "d", num_good=2)
     generation = write_generator(tmp_path / "gen", data, 2, classes=("pit", "scratch"))
     synth = write_synthetic(
@@ -378,6 +378,12 @@ def test_a_rerun_takes_finished_trainings_from_the_cache(tmp_path, monkeypatch):
         == 0
     )
     assert len(calls) == 2 and all(good_augment for _, good_augment, _ in calls)
+    # A cache that is a file is refused before any training.
+    (tmp_path / "file").write_text("x")
+    bad = base[: -len(TINY)] + ["--cache", str(tmp_path / "file")] + TINY
+    code, err = run_error(script.main, bad + ["--out", str(tmp_path / "o6")], capsys)
+    assert code == 2 and len(err) == 1 and "--cache" in err[0] and len(calls) == 2
+    assert not (tmp_path / "o6").exists()
     # A damaged entry is reported and trained again; --cache none trains everything.
     victim = sorted(cache.rglob("*.npz"))[0]
     victim.write_bytes(b"not an npz")

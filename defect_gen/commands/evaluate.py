@@ -23,8 +23,13 @@ the other real pairs; both: onto good images and real pairs.
 
 How much synthetic data: --synthetic_count 25,100,400 gives rows of that many distinct pairs per set
 (chosen by --synthetic_select); --synthetic_share 0.25,0.5 makes the synthetic pairs that fraction
-of every batch; rows are keyed d:NAME@n=COUNT,share=SHARE. Filtered against unfiltered sets: give
-both as --synthetic NAME=DIR.
+of every batch; rows are keyed d:NAME@n=COUNT,share=SHARE. Filtered against unfiltered sets:
+--synthetic_select scored (each class's best-scoring pairs) against balanced, or two --synthetic
+NAME=DIR folders.
+
+Resuming: every finished segmenter training is kept in --cache (default OUT/runs) under a digest of
+the training code, its pairs, settings, seed and augmentations; a re-run trains only what is missing,
+and runs sharing the folder share their common rows.
 
     python scripts/evaluate.py --data_dir D --num_train_per_type 5 --synthetic NAME=DIR ... \
         --out DIR [--resolution 128] [--seeds 10] [--synthetic_ratio 1 | 0.5,1,2,3] \
@@ -68,8 +73,8 @@ def parse_args(argv=None):
     parts = __doc__.split("\n\n")
     p = argparse.ArgumentParser(
         description=parts[0],
-        # The good images, the baselines and the synthetic amounts, as written above.
-        epilog="\n\n".join(parts[1:4]),
+        # The good images, the baselines, the synthetic amounts and resuming, as written above.
+        epilog="\n\n".join(parts[1:5]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--data_dir", required=True, help="real dataset folder (any supported layout)")
@@ -368,6 +373,8 @@ def main(argv=None):
         if not os.path.isdir(path):
             raise EvaluationError(f"{flag} {path}: no such folder")
     check_writable_folder(args.out, "--out")
+    if config.cache_dir:
+        check_writable_folder(config.cache_dir, "--cache")
     if args.tune:
         base_grid = baseline_tune.parse_baseline_grid(args.tune_baseline_grid)
         record = tune.run_tuning(config, tune.parse_grid(args.tune_grid), args.tune_folds)
