@@ -388,3 +388,31 @@ def test_tuning_folds_hold_every_type_and_never_read_validation_images(
     assert sorted({n.rsplit("/", 1)[1] for n in opened}) == ["000.png", "001.png"]
     record = json.loads((tmp_path / "t" / "tune.json").read_text())
     assert len(record["candidates"]) == 2 and record["folds"] == 2
+
+
+def test_compare_rows_pairs_seeds_across_reports(tmp_path, capsys):
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("compare_rows", REPO / "benchmarks" / "compare_rows.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = {"data_dir": "d", "num_train_per_type": 5, "resolution": 128, "train": {"lr": 1e-3}}
+
+    def report(path, key, values, **changes):
+        runs = [{"seed": s, "miou_fg": v} for s, v in enumerate(values)]
+        body = {"config": dict(config, **changes), "segmentation": {"rows": {key: {"per_seed": runs}}}}
+        path.write_text(json.dumps(body))
+        return str(path)
+
+    # deltas 0.1, 0.2, 0.3: mean 0.2, std 0.1, t(2) = 4.303 -> half width 0.248.
+    top = report(tmp_path / "a.json", "d:top", [0.5, 0.6, 0.7])
+    base = report(tmp_path / "b.json", "d:all", [0.4, 0.4, 0.4])
+    assert module.main([top, "d:top", base, "d:all"]) == 0
+    assert "+0.200 mIoU w/o background, 95% interval [-0.048, +0.448]" in capsys.readouterr().out
+    other = report(tmp_path / "c.json", "d:all", [0.4, 0.4, 0.4], resolution=64)
+    with pytest.raises(SystemExit, match="differ in resolution"):
+        module.main([top, "d:top", other, "d:all"])
+    with pytest.raises(SystemExit, match="no row 'e'"):
+        module.main([top, "e", base, "d:all"])
