@@ -433,3 +433,26 @@ def test_job_digest_follows_every_input():
     assert job_digest((images, masks, val), kwargs, code="c") != job_digest(
         (images, masks, val), kwargs, code="d"
     )
+
+
+def test_tuning_the_baselines_alone_resumes_from_the_cache(tmp_path, capsys, monkeypatch):
+    data = toy_mvtec(tmp_path / "d", num_good=2, per_type=5)
+    calls = _count_trainings(monkeypatch)
+    args = ["--data_dir", str(data), "--num_train_per_type", "3", "--tune", "--tune_folds", "3"]
+    args += ["--tune_grid", "none", "--tune_baseline_grid", "copy_paste_probability=0.5,1"]
+    args += ["--cache", str(tmp_path / "cache")] + TINY
+    script = load_script("evaluate")
+    assert script.main(args + ["--out", str(tmp_path / "t1")]) == 0
+    # No segmenter grid and no with_good values: only (c)'s two points x 3 folds train.
+    assert len(calls) == 6 and all(good_augment for _, good_augment, _ in calls)
+    printed = capsys.readouterr().out
+    assert "segmenter not tuned" in printed and "tuned baselines: --copy_paste_probability" in printed
+    record = json.loads((tmp_path / "t1" / "tune.json").read_text())
+    assert record["candidates"] == [] and record["flags"] == ""
+    assert "a" not in record["baselines"] and len(record["baselines"]["c"]["candidates"]) == 2
+    calls.clear()
+    assert script.main(args + ["--out", str(tmp_path / "t2")]) == 0
+    assert calls == []
+    again = json.loads((tmp_path / "t2" / "tune.json").read_text())
+    assert again["baselines"]["c"] == record["baselines"]["c"]
+    assert "not tuned (`--tune_grid none`)" in (tmp_path / "t2" / "tune.md").read_text()
