@@ -246,7 +246,7 @@ def _load_good(config, real, timings):
 
 
 def _jobs(config, plan, real, loaded, weights, good, target):
-    """Give (the training jobs: one per row and seed, {row key: what the row is})."""
+    """Give (the training jobs: one per row and seed, seed-major; {row key: what the row is})."""
     num_classes = real.num_defect + 1
     jobs, rows_meta = [], {}
     for key, family, name, r in plan:
@@ -278,6 +278,8 @@ def _jobs(config, plan, real, loaded, weights, good, target):
                 **streams,
             )
             jobs.append(((key, seed), (real.train.images, real.train.masks, real.val), kwargs))
+    # Seed by seed: a run stopped midway leaves every row with its first seeds (resumable, --cache).
+    jobs.sort(key=lambda job: job[0][1])
     return jobs, rows_meta
 
 
