@@ -349,7 +349,8 @@ def test_a_rerun_takes_finished_trainings_from_the_cache(tmp_path, monkeypatch, 
     assert (
         script.main(base + ["--baselines", "real,copy_paste", "--out", str(tmp_path / "o1")]) == 0
     )
-    assert len(calls) == 6 and len(list(cache.rglob("*.npz"))) == 6
+    baseline_entries = sorted(cache.rglob("*.npz"))
+    assert len(calls) == 6 and len(baseline_entries) == 6
     first = json.loads((tmp_path / "o1" / "report.json").read_text())["segmentation"]["rows"]
     # The full run trains only the synthetic rows; the baselines' numbers are the cached ones.
     calls.clear()
@@ -385,13 +386,15 @@ def test_a_rerun_takes_finished_trainings_from_the_cache(tmp_path, monkeypatch, 
     assert code == 2 and len(err) == 1 and "--cache" in err[0] and len(calls) == 2
     assert not (tmp_path / "o6").exists()
     # A damaged entry is reported and trained again; --cache none trains everything.
-    victim = sorted(cache.rglob("*.npz"))[0]
+    victim = baseline_entries[0]  # one of the rows the next run needs
     victim.write_bytes(b"not an npz")
     calls.clear()
     assert (
         script.main(base + ["--baselines", "real,copy_paste", "--out", str(tmp_path / "o4")]) == 0
     )
     assert len(calls) == 1
+    with np.load(victim) as entry:  # written again, whole
+        assert entry["per_image"].ndim == 3
     calls.clear()
     args = base[: -len(TINY)] + ["--cache", "none"] + TINY
     assert script.main(args + ["--baselines", "real", "--out", str(tmp_path / "o5")]) == 0
