@@ -39,7 +39,8 @@ def main(argv=None):
     base_config, base = load_row(args.base_report, args.base_row)
     for key in SAME:
         if config.get(key) != base_config.get(key):
-            sys.exit(f"error: the reports differ in {key}: {config.get(key)} / {base_config.get(key)}")
+            theirs = base_config.get(key)
+            sys.exit(f"error: the reports differ in {key}: {config.get(key)} / {theirs}")
     by_seed = {r["seed"]: r["miou_fg"] for r in base["per_seed"]}
     seeds = [r["seed"] for r in row["per_seed"] if r["seed"] in by_seed]
     if len(seeds) < 2:

@@ -395,14 +395,16 @@ def test_compare_rows_pairs_seeds_across_reports(tmp_path, capsys):
 
     from conftest import REPO
 
-    spec = importlib.util.spec_from_file_location("compare_rows", REPO / "benchmarks" / "compare_rows.py")
+    path = REPO / "benchmarks" / "compare_rows.py"
+    spec = importlib.util.spec_from_file_location("compare_rows", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     config = {"data_dir": "d", "num_train_per_type": 5, "resolution": 128, "train": {"lr": 1e-3}}
 
     def report(path, key, values, **changes):
         runs = [{"seed": s, "miou_fg": v} for s, v in enumerate(values)]
-        body = {"config": dict(config, **changes), "segmentation": {"rows": {key: {"per_seed": runs}}}}
+        rows = {key: {"per_seed": runs}}
+        body = {"config": dict(config, **changes), "segmentation": {"rows": rows}}
         path.write_text(json.dumps(body))
         return str(path)
 

@@ -345,7 +345,7 @@ def test_a_rerun_takes_finished_trainings_from_the_cache(tmp_path, monkeypatch, 
     base += ["--cache", str(cache)] + TINY
     calls = _count_trainings(monkeypatch)
     script = load_script("evaluate")
-    # First the baselines alone (a, a+good, c: 2 seeds each), as an interrupted run would leave them.
+    # First the baselines alone (a, a+good, c: 2 seeds each), as a stopped run would leave them.
     assert (
         script.main(base + ["--baselines", "real,copy_paste", "--out", str(tmp_path / "o1")]) == 0
     )
@@ -449,7 +449,8 @@ def test_tuning_the_baselines_alone_resumes_from_the_cache(tmp_path, capsys, mon
     # No segmenter grid and no with_good values: only (c)'s two points x 3 folds train.
     assert len(calls) == 6 and all(good_augment for _, good_augment, _ in calls)
     printed = capsys.readouterr().out
-    assert "segmenter not tuned" in printed and "tuned baselines: --copy_paste_probability" in printed
+    assert "segmenter not tuned" in printed
+    assert "tuned baselines: --copy_paste_probability" in printed
     record = json.loads((tmp_path / "t1" / "tune.json").read_text())
     assert record["candidates"] == [] and record["flags"] == ""
     assert "a" not in record["baselines"] and len(record["baselines"]["c"]["candidates"]) == 2

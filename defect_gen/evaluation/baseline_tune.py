@@ -14,13 +14,12 @@ import dataclasses
 import functools
 import itertools
 import logging
-import math
 
 from . import baselines as baselines_lib
 from .good import BLENDS, check_good_settings, load_good
 from .jobs import ResultCache
 from .metrics import nanmean_or_nan
-from .tune import cross_validate, fold_of, parse_grid
+from .tune import best_candidate, cross_validate, fold_of, parse_grid
 
 DEFAULT_GRID = {
     "with_good": (0, 1),
@@ -87,35 +86,34 @@ def run_baseline_tuning(config, grid, num_folds, segmenter=None):
         if baselines_lib.effective_target(config, len(good)) == "defective":
             keys = ("copy_paste_probability",)  # the old pixel-exact paste has no blend / feather
         jobs.append(("c", _points(grid, keys, config)))
-    flat = []
-    for baseline, points in jobs:
-        for point in points:
-            if baseline == "a":
-                family, cfg = ("a+good" if point["with_good"] else "a"), config
-            else:
-                family, cfg = "c", dataclasses.replace(config, **point)
-            flat.append((settings, functools.partial(_streams, family, good, cfg)))
-    all_scores = iter(
-        cross_validate(
-            real, folds, num_folds, flat, device=config.device, num_classes=num_classes,
-            workers=config.workers, cache=ResultCache(config.cache_dir),
-        )  # fmt: skip
-    )
+    entries = [(baseline, point) for baseline, points in jobs for point in points]
+    all_scores = cross_validate(
+        real, folds, num_folds, [(settings, _streams_for(b, p, good, config)) for b, p in entries],
+        device=config.device, num_classes=num_classes, workers=config.workers,
+        cache=ResultCache(config.cache_dir),
+    )  # fmt: skip
+    candidates = {baseline: [] for baseline, _ in jobs}
+    for (baseline, point), scores in zip(entries, all_scores):
+        mean = nanmean_or_nan(scores)
+        logger.info("baseline %s %s: cross-validated mIoU w/o bg %.4f", baseline, point, mean)
+        candidates[baseline].append({"settings": point, "fold_scores": scores, "mean": mean})
     flags = []
-    for baseline, points in jobs:
-        candidates = []
-        for point in points:
-            scores = next(all_scores)
-            mean = nanmean_or_nan(scores)
-            logger.info("baseline %s %s: cross-validated mIoU w/o bg %.4f", baseline, point, mean)
-            candidates.append({"settings": point, "fold_scores": scores, "mean": mean})
-        finite = [c for c in candidates if not math.isnan(c["mean"])]
-        best = max(finite, key=lambda c: c["mean"]) if finite else candidates[0]
-        record[baseline] = {"candidates": candidates, "best": best}
+    for baseline, found in candidates.items():
+        best = best_candidate(found)
+        record[baseline] = {"candidates": found, "best": best}
         flags += [f"--{k} {_flag(v)}" for k, v in best["settings"].items()]
     record["grid"] = {k: list(v) for k, v in grid.items()}
     record["flags"] = " ".join(flags)
     return record
+
+
+def _streams_for(baseline, point, good, config):
+    """Give the function of a fold's fitting pairs giving the streams of a grid point's row."""
+    if baseline == "a":
+        family, cfg = ("a+good" if point["with_good"] else "a"), config
+    else:
+        family, cfg = "c", dataclasses.replace(config, **point)
+    return functools.partial(_streams, family, good, cfg)
 
 
 def _streams(family, good, config, fit):

@@ -95,7 +95,6 @@ class ResultCache:
     def __init__(self, folder):
         self.folder = folder
         self.code = _code_digest() if folder else None
-        self.hits = 0
 
     def _path(self, digest):
         return os.path.join(self.folder, digest[:2], digest + ".npz")
@@ -114,10 +113,10 @@ class ResultCache:
             if meta.get("format") != CACHE_FORMAT or meta.get("digest") != digest:
                 raise ValueError("not a result of this job")
             scores = meta["scores"]
-        except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:  # a damaged or foreign file
+        except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
+            # a damaged or foreign file
             logger.warning("results cache: %s: unreadable (%s); training it again", path, e)
             return None
-        self.hits += 1
         return scores, per_image
 
     def put(self, digest, result, label=""):
@@ -169,7 +168,8 @@ def run_jobs(jobs, workers, finished, cache=None):
         max_workers=min(workers, len(todo)), mp_context=context, initializer=_worker_init
     ) as pool:
         futures = {
-            pool.submit(_job, args, kwargs): (job_id, digest) for job_id, digest, args, kwargs in todo
+            pool.submit(_job, args, kwargs): (job_id, digest)
+            for job_id, digest, args, kwargs in todo
         }
         for future in concurrent.futures.as_completed(futures):
             done(*futures[future], future.result())

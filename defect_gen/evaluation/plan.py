@@ -75,7 +75,8 @@ class EvalConfig:
     # Segmenter trainings run at once, each in its own process (1: in this process). On a GPU a few
     # workers share it well: the segmenter is small. Results do not depend on the number.
     workers: int = 1
-    # Folder of finished trainings (jobs.ResultCache): a re-run trains only what is missing. None: off.
+    # Folder of finished trainings (jobs.ResultCache): a re-run trains only what is missing.
+    # None: off.
     cache_dir: Optional[str] = None
     train: TrainSettings = field(default_factory=TrainSettings)
 

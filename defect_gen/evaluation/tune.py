@@ -138,9 +138,8 @@ def run_tuning(config, grid, num_folds):
     num_classes = real.num_defect + 1
     folds = fold_of(real.train.types, num_folds)
     keys = list(grid)
-    points = [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
-    if not grid:
-        points = []
+    combos = itertools.product(*(grid[k] for k in keys))
+    points = [dict(zip(keys, values)) for values in combos] if grid else []
     candidates = []
     all_scores = cross_validate(
         real, folds, num_folds, [(dataclasses.replace(config.train, **p), None) for p in points],
@@ -151,11 +150,9 @@ def run_tuning(config, grid, num_folds):
         mean = nanmean_or_nan(scores)
         logger.info("[%d/%d] %s: cross-validated mIoU w/o bg %.4f", i + 1, len(points), point, mean)
         candidates.append({"settings": point, "fold_scores": scores, "mean": mean})
-    finite = [c for c in candidates if not math.isnan(c["mean"])]
-    if not candidates:
-        best = {"settings": {}, "fold_scores": [], "mean": None}
-    else:
-        best = max(finite, key=lambda c: c["mean"]) if finite else candidates[0]
+    best = {"settings": {}, "fold_scores": [], "mean": None}  # nothing tuned (--tune_grid none)
+    if candidates:
+        best = best_candidate(candidates)
     return {
         "grid": {k: list(v) for k, v in grid.items()},
         "folds": num_folds,
@@ -168,30 +165,42 @@ def run_tuning(config, grid, num_folds):
     }
 
 
+def best_candidate(candidates):
+    """Give the candidate with the best mean over folds (ties: the earlier; all NaN: the first)."""
+    finite = [c for c in candidates if not math.isnan(c["mean"])]
+    return max(finite, key=lambda c: c["mean"]) if finite else candidates[0]
+
+
 def _flag(value):
     return str(int(value)) if isinstance(value, bool) else f"{value:g}"
 
 
 def write_tuning(record, out_dir):
     """Write tune.json and tune.md; give their paths."""
+    from .baseline_tune import markdown
     from .report import to_jsonable
 
     os.makedirs(out_dir, exist_ok=True)
     paths = {n: os.path.join(out_dir, f"tune.{n}") for n in ("json", "md")}
     atomic_write_text(paths["json"], json.dumps(to_jsonable(record), indent=1) + "\n")
+    lines = _segmenter_markdown(record)
+    lines += markdown(record)  # the baselines' settings (issue 20), when tuned
+    if record["grid"]:
+        lines += ["", f"Best: `{record['flags']}`"]
+    atomic_write_text(paths["md"], "\n".join(lines + [""]))
+    return paths
+
+
+def _segmenter_markdown(record):
+    """Give the tune.md lines of the segmenter tuning: its table, or that it did not run."""
     keys = list(record["grid"])
     if not keys:
-        lines = [
+        settings = ", ".join(f"{k} {v}" for k, v in record["base_settings"].items())
+        return [
             "# Tuning (cross-validation over the training pairs)",
             "",
-            "Segmenter settings not tuned (`--tune_grid none`): "
-            + ", ".join(f"{k} {v}" for k, v in record["base_settings"].items()),
+            f"Segmenter settings not tuned (`--tune_grid none`): {settings}",
         ]
-        from .baseline_tune import markdown
-
-        lines += markdown(record) + [""]
-        atomic_write_text(paths["md"], "\n".join(lines))
-        return paths
     lines = [
         "# Segmenter tuning (cross-validation over the training pairs)",
         "",
@@ -207,9 +216,4 @@ def write_tuning(record, out_dir):
         cells = [str(c["settings"][k]) for k in keys] + [f"{c['mean']:.4f}"]
         cells += [f"{s:.4f}" for s in c["fold_scores"]]
         lines.append("| " + " | ".join(cells) + " |")
-    from .baseline_tune import markdown
-
-    lines += markdown(record)  # the baselines' settings (issue 20), when tuned
-    lines += ["", f"Best: `{record['flags']}`", ""]
-    atomic_write_text(paths["md"], "\n".join(lines))
-    return paths
+    return lines
