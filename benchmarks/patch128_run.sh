@@ -1,14 +1,17 @@
 #!/bin/bash
 # docs/results.md run 4: the CPU patch recipe's sets and the benchmark at 128 px, on this checkout.
 # Needs the two generators trained as README "A CPU patch recipe" says, in $R/small and $R/large.
-# Stages (STAGE=sample|seams|tune|evaluate|sweep|all):
+# Stages (STAGE=sample|seams|tune|evaluate|texture|sweep|all):
 #   sample    the benchmark set (PER_CLASS x 5 pairs) and three small sets that compare the large model
 #             skipped / downscaled and the band harmonized or not
 #   seams     their seam figures
 #   tune      the baselines' settings by cross-validation over the training pairs (never the reported
 #             images): copy-paste probability x blend; the segmenter keeps its frozen defaults
 #   evaluate  the verdict rows with the tuned baselines: a, a+good, c, d, e, SEEDS seeds
-#   sweep     how much synthetic data (counts x shares) and the score-filtered set against the balanced one
+#   texture   the benchmark set with --good_texture true (benchmarks/add_good_texture.py: the same pairs
+#             with the good image's fine texture in the drawn band) against it, row d, SEEDS seeds
+#   sweep     how much synthetic data (25 / 50 pairs at share 0.25, 50 at share 0.5) and the 25
+#             best-scoring pairs against 25 balanced ones, SWEEP_SEEDS seeds
 # Every segmenter training is kept in $R/cache (evaluate --cache), so a stage stopped midway resumes where
 # it stopped, and the stages share the rows they have in common (the baselines train once).
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
@@ -44,10 +47,21 @@ if run evaluate; then
   $E --tuned $R/tune128/tune.json --synthetic $SET --synthetic_count $N --synthetic_share 0.25 \
     --seeds "$SEEDS" --baselines real,copy_paste --regimes d,e --out $R/eval128 || exit 1
 fi
+if run texture; then
+  [ -d $R/s/texture128 ] || $PY benchmarks/add_good_texture.py $R/s/inpaint128 $R/s/texture128 || exit 1
+  $PY benchmarks/inpaint_seams.py $R/s/inpaint128 $R/s/texture128 || exit 1
+  $PY benchmarks/pair_realism.py --data_dir "$DATA" $R/s/inpaint128 $R/s/texture128 || exit 1
+  $E --tuned $R/tune128/tune.json --synthetic $SET --synthetic texture128=$R/s/texture128 \
+    --synthetic_count $N --synthetic_share 0.25 --seeds "$SEEDS" --baselines real --regimes d \
+    --out $R/texture128 || exit 1
+fi
 if run sweep; then
   $E --tuned $R/tune128/tune.json --synthetic $SET --synthetic_count $((N / 2)),$N \
+    --synthetic_share 0.25 --seeds "$SWEEP_SEEDS" --baselines real --regimes d \
+    --out $R/sweep128_count || exit 1
+  $E --tuned $R/tune128/tune.json --synthetic $SET --synthetic_count $N \
     --synthetic_share 0.25,0.5 --seeds "$SWEEP_SEEDS" --baselines real --regimes d \
-    --out $R/sweep128 || exit 1
+    --out $R/sweep128_share || exit 1
   $E --tuned $R/tune128/tune.json --synthetic $SET --synthetic_count $((N / 2)) --synthetic_share 0.25 \
     --synthetic_select scored --seeds "$SWEEP_SEEDS" --baselines real --regimes d \
     --out $R/scored128 || exit 1

@@ -128,6 +128,7 @@ OPTION_RULES = {
         "max_candidates": Rule("int", 1, 100 * MAX_SAMPLES),
         "size": Rule("int", 1, MAX_PIXELS),  # against the models' size in conditioning.build_plan
         "harmonize": Rule("bool"),
+        "good_texture": Rule("bool"),
         # a score is a difference of gray levels: beyond +-255 no candidate could pass or fail
         "min_score": Rule("float", -255, 255),
     },

@@ -15,10 +15,10 @@ sys.path.insert(0, str(REPO))
 torch.set_num_threads(1)
 
 
-def load_script(name):
-    """Give scripts/NAME.py loaded as a fresh module (its main() runs in this process)."""
+def load_script(name, folder="scripts"):
+    """Give FOLDER/NAME.py (scripts/ or benchmarks/) loaded as a fresh module (main() runs here)."""
     spec = importlib.util.spec_from_file_location(
-        f"_script_{name}", REPO / "scripts" / f"{name}.py"
+        f"_{folder}_{name}", REPO / folder / f"{name}.py"
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

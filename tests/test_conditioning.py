@@ -393,6 +393,8 @@ def test_bad_inputs_give_one_error_line_and_leave_the_folder_as_it_was(
         ),
         ([*inpaint, "--data_dir", str(no_good)], [str(no_good), "--good_dir", "good images"]),
         (["--band", "3"], ["--band", "--mode joint"]),
+        (["--good_texture", "true"], ["--good_texture", "--mode joint"]),
+        (["--mode", "mask", "--good_texture", "true"], ["--good_texture", "--mode inpaint only"]),
         (["--keep", "balanced", "--quota", "rust=2"], ["--quota", "'rust'", "crack"]),
         ([*inpaint, "--band", "3"], [str(out / "manifest.json"), "band 2 there vs 3 now"]),
     ]

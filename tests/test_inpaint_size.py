@@ -23,7 +23,13 @@ from defect_gen.sampling.canvas import (
 )
 from defect_gen.sampling.checks import mask_contrast
 from defect_gen.sampling.score import pair_score, score_of
-from defect_gen.sampling.seam import disk_dilate, harmonize, seam_step
+from defect_gen.sampling.seam import (
+    add_good_texture,
+    disk_dilate,
+    fine_detail,
+    harmonize,
+    seam_step,
+)
 
 
 def _region(n=2, size=48):
@@ -59,6 +65,24 @@ def test_harmonize_changes_nothing_outside_and_keeps_the_band_texture():
     before, after = seam_step(drawn, good, region), seam_step(out, good, region)
     natural = seam_step(good, good, region)
     assert (after < before).all() and (after < 1.2 * natural).all()
+
+
+def test_add_good_texture_adds_the_grain_inside_the_band_only():
+    rng = np.random.default_rng(1)
+    good = rng.integers(90, 160, size=(40, 48, 3)).astype(np.uint8)
+    band = _region(1, 48)[0, :40].numpy()
+    drawn = good.copy()
+    drawn[band] = 120  # a band drawn flat, the rest the good image (as inpainting writes it)
+    out = add_good_texture(drawn, good, band)
+    assert np.array_equal(out[~band], good[~band])
+    # far from the clip limits, so the band gains exactly the rounded grain of the good image
+    assert np.array_equal(out[band].astype(int) - 120, np.rint(fine_detail(good)[band]).astype(int))
+    assert np.abs(fine_detail(good)).mean() > 5  # the grain is there to add
+    flat = np.full_like(good, 77)
+    assert np.array_equal(add_good_texture(drawn, flat, band), drawn)  # a flat surface has no grain
+    assert np.array_equal(add_good_texture(drawn, good, np.zeros_like(band)), drawn)
+    with pytest.raises(ValueError, match="differ in size"):
+        add_good_texture(drawn, good[:-1], band)
 
 
 def test_seam_step_counts_only_border_pairs():
@@ -245,6 +269,33 @@ def test_harmonize_removes_the_band_step(ckpts, tmp_path):
         _check_outside_band(out, 4)
     natural = 6 * 2  # the texture's own steps are a few gray levels; a raw band's far more
     assert (steps["true"] < steps["false"]).all() and steps["true"].mean() < natural
+
+
+def test_good_texture_matches_the_copy_made_from_a_folder_sampled_without_it(ckpts, tmp_path):
+    # one good image at the models' size, one larger: both ways of sampling (see generate.py)
+    goods = _goods(tmp_path / "good", [(RES, RES), (2 * RES, 2 * RES)])
+    outs = {}
+    for flag in ("true", "false"):
+        outs[flag] = tmp_path / flag
+        run_cli(SAMPLE.main, argv(
+            ckpts, outs[flag], "--mode", "inpaint", "--good_dir", str(goods), "--num_samples", "4",
+            "--good_texture", flag,
+        ))  # fmt: skip
+    with_it = _check_outside_band(outs["true"], 4)
+    assert with_it["generation"]["good_texture"] is True
+    assert "good_texture" not in json.loads((outs["false"] / "manifest.json").read_text())["generation"]
+    copy = load_script("add_good_texture", "benchmarks")
+    before = snapshot(outs["false"])
+    assert copy.textured_copy(outs["false"], tmp_path / "copy") == 4
+    assert snapshot(outs["false"]) == before  # the source is only read
+    assert snapshot(tmp_path / "copy" / "images") == snapshot(outs["true"] / "images")
+    assert snapshot(tmp_path / "copy" / "masks") == snapshot(outs["true"] / "masks")
+    copied = json.loads((tmp_path / "copy" / "manifest.json").read_text())
+    assert copied["scores"] == with_it["scores"]
+    assert copied["generation"] == with_it["generation"]
+    for i in range(4):  # the option changes every pair's band
+        name = f"images/{i:06d}.png"
+        assert not np.array_equal(_read(outs["true"] / name), _read(outs["false"] / name))
 
 
 def test_min_score_keeps_only_candidates_that_reach_it(ckpts, tmp_path):

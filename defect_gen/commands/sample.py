@@ -151,6 +151,13 @@ def parse_args(argv):
         help="inpaint: shift the drawn band smoothly to meet the good image at its border, so that "
         "it shows no lighter or darker patch (default true)",
     )
+    c.add_argument(
+        "--good_texture",
+        type=str2bool,
+        default=False,
+        help="inpaint: add the good image's fine texture (its 3x3 detail) to the drawn band, which a "
+        "short-trained model draws too smooth (default false; docs/results.md run 4)",
+    )
     k = p.add_argument_group("selection")
     k.add_argument("--keep", choices=keep.KEEP, default="all")
     k.add_argument("--quota", help="--keep balanced: Name=N,Name=N (sets --num_samples)")
@@ -245,7 +252,7 @@ def _plan(args, device, rank):
         pair, mode=args.mode, mask_source=args.mask_source, masks=args.masks,
         good_dir=args.good_dir, data_dir=args.data_dir, band=args.band, per_class=args.per_class,
         strict_size=args.strict_size, resample=args.resample, seed=args.seed, size=args.size,
-        harmonize=args.harmonize, large_at_size=args.large_at_size,
+        harmonize=args.harmonize, large_at_size=args.large_at_size, good_texture=args.good_texture,
     )  # fmt: skip
     if plan is None and args.data_dir is not None:
         raise ConfigError("--data_dir has no effect in --mode joint; use --mode mask or inpaint")

@@ -200,6 +200,7 @@ class Plan:
     goods: list = field(default_factory=list)  # [(path, uint8 array, original [w, h])]
     size: Optional[int] = None  # inpaint: --size N (good images resized to N x N); None: their own
     harmonize: bool = True  # inpaint: harmonize the drawn band with the good image
+    good_texture: bool = False  # inpaint: add the good image's fine texture to the drawn band
     large_at_size: str = "skip"  # inpaint on a canvas other than the models': skip | downscale
     params: dict = field(default_factory=dict)  # what the manifest's generation holds
     _pools: dict = field(default_factory=dict, repr=False)  # train masks resized, per canvas
@@ -372,7 +373,7 @@ def _train_masks(pair, data_dir):
 def build_plan(
     pair, *, mode, mask_source=None, masks=None, good_dir=None, data_dir=None, band=None,
     per_class=None, strict_size=False, resample=0, seed=0, size=None, harmonize=True,
-    large_at_size="skip",
+    large_at_size="skip", good_texture=False,
 ):  # fmt: skip
     """
     Give the Plan of a mode (None for the joint mode) after checking every input; ConfigError naming the
@@ -387,6 +388,7 @@ def build_plan(
             "--strict_size": strict_size or None, "--size": size,
             "--large_at_size": None if large_at_size == "skip" else large_at_size,
             "--harmonize": None if harmonize else harmonize,
+            "--good_texture": good_texture or None,
         }  # fmt: skip
         used = [flag for flag, value in given.items() if value is not None]
         if used:
@@ -404,7 +406,7 @@ def build_plan(
     inpaint_only = {
         "--good_dir": good_dir is not None, "--band": band is not None, "--strict_size": strict_size,
         "--size": size is not None, "--large_at_size": large_at_size != "skip",
-        "--harmonize": not harmonize,
+        "--harmonize": not harmonize, "--good_texture": bool(good_texture),
     }  # fmt: skip
     if mode == "mask" and any(inpaint_only.values()):
         flag = next(f for f, used in inpaint_only.items() if used)
@@ -424,7 +426,7 @@ def build_plan(
     plan = Plan(
         mode=mode, mask_source=mask_source, num_defect=k, resolution=res, seed=int(seed),
         classes=list(pair.classes), size=None if size is None else int(size),
-        harmonize=bool(harmonize), large_at_size=large_at_size,
+        harmonize=bool(harmonize), large_at_size=large_at_size, good_texture=bool(good_texture),
     )  # fmt: skip
     params = {"mode": mode, "mask_source": mask_source, "resample": int(resample)}
     if mask_source == "dir":
@@ -502,6 +504,8 @@ def _plan_inpaint(plan, params, pair, good_dir, data_dir, band, strict_size, mas
         params["large_at_size"] = plan.large_at_size
     params["band_shape"] = "disk"
     params["harmonize"] = plan.harmonize
+    if plan.good_texture:  # recorded only when on: folders sampled before it existed still resume
+        params["good_texture"] = True
 
 
 def _sizes(canvases):

@@ -15,7 +15,7 @@ from ..masks import RGB_CHANNELS, decode, split, to_uint8_rgb
 from ..two_stage import sample_two_stage, stage_timesteps
 from .canvas import DownscaledModel, crop, downsampling, pad_to_multiple
 from .conditioning import known_generator
-from .seam import harmonize
+from .seam import add_good_texture, harmonize
 
 
 def steps_record(num_timesteps, switch_t, timestep_respacing):
@@ -92,8 +92,8 @@ def generate(pair, indices, options, *, call_log=None, plan=None):
                     if plan is not None:
                         cond = _conditioning(plan, group, pair, large, small, options)
                     x = _sample(pair, large, small, group, options, **cond)
-                    if plan is not None and plan.mode == "inpaint" and plan.harmonize:
-                        x = _harmonized(x, cond["known"], cond["known_weight"])
+                    if plan is not None and plan.mode == "inpaint":
+                        x = _finished(x, cond["known"], cond["known_weight"], plan)
                 yield group, x
                 bar.update(len(group))
     finally:
@@ -131,7 +131,7 @@ def _sample_on_canvas(pair, large, small, group, options, plan):
     """
     Give the inpainted samples of `group` on their canvas, larger than the models' size: padded by
     reflection to a multiple of the small model's downsampling, the large model skipped or run on a
-    downscaled copy (plan.large_at_size), harmonized, and cut back to the canvas.
+    downscaled copy (plan.large_at_size), cut back to the canvas and finished (:func:`_finished`).
     """
     known, weight = plan.known(group)
     size = tuple(known.shape[-2:])
@@ -149,18 +149,26 @@ def _sample_on_canvas(pair, large, small, group, options, plan):
         known=known_p, known_weight=weight_p, resample=options.resample,
         known_generator=[known_generator(options.seed, i) for i in group],
     )  # fmt: skip
-    x = crop(x, size)
-    return _harmonized(x, known, weight) if plan.harmonize else x
+    return _finished(crop(x, size), known, weight, plan)
 
 
-def _harmonized(x, known, weight):
-    """Give inpainted samples x with their drawn band (RGB weight < 1) harmonized with the good image."""
+def _finished(x, known, weight, plan):
+    """
+    Give inpainted samples x with their drawn band (RGB weight < 1) harmonized with the good image
+    (plan.harmonize) and given its fine texture (plan.good_texture, on the pixels as they are written).
+    """
     band = weight[:, 0] < 1
-    rgb = torch.stack(
-        [harmonize(x[i : i + 1, :RGB_CHANNELS], known[i : i + 1, :RGB_CHANNELS], band[i : i + 1])[0]
-         for i in range(x.shape[0])]
-    ).clamp(-1, 1)  # fmt: skip
-    return torch.cat([rgb, x[:, RGB_CHANNELS:]], dim=1)
+    rgb = x[:, :RGB_CHANNELS]
+    if plan.harmonize:
+        rgb = torch.stack(
+            [harmonize(rgb[i : i + 1], known[i : i + 1, :RGB_CHANNELS], band[i : i + 1])[0]
+             for i in range(x.shape[0])]
+        ).clamp(-1, 1)  # fmt: skip
+    if plan.good_texture:
+        goods = to_uint8_rgb(known[:, :RGB_CHANNELS])
+        pixels = [add_good_texture(*z) for z in zip(to_uint8_rgb(rgb), goods, band.numpy())]
+        rgb = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return torch.cat([rgb.to(x), x[:, RGB_CHANNELS:]], dim=1)
 
 
 def _conditioning(plan, batch, pair, large, small, options):

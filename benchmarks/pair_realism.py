@@ -1,0 +1,110 @@
+"""
+Do the generated defects look like the real ones? Per class, real training pairs against sample folders.
+
+For every pair and its defect class (the mask's most frequent class) it measures, at the benchmark's
+resolution:
+
+- score: the sample score (``defect_gen.sampling.score``: the mask's border contrast minus its chance
+  level, gray levels), so how strongly the region stands out from its surroundings;
+- step: the mean gray level inside the mask minus the mean in a ring around it (signed: dark defects < 0);
+- texture: the fine texture inside the mask (mean |gray - its 3 x 3 mean|, ``seam.fine_detail``) divided
+  by the same outside it: 1 is the surface's own texture; a region drawn flat is well below 1.
+
+It prints the medians per class, real pairs first, as a markdown table. The real pairs are the training
+pairs only (the first ``--num_train_per_type`` of each type, as ``scripts/evaluate.py`` selects them):
+the images the benchmark reports on are never read.
+
+    python benchmarks/pair_realism.py --data_dir ../shared/data/magnetic_tile_dev --resolution 128 \\
+        runs/p128/inpaint128
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from defect_gen.evaluation.data import load_real_split, load_synthetic  # noqa: E402
+from defect_gen.sampling.score import default_ring, pair_score, to_gray  # noqa: E402
+from defect_gen.sampling.seam import fine_detail  # noqa: E402
+
+
+def pair_measures(rgb, index_map):
+    """
+    Give (class, score, step, texture) of one pair (see the module's text); None without a defect.
+
+    :param rgb: uint8 [H x W x 3]; :param index_map: integer [H x W] class map (0 = background).
+    """
+    index_map = np.asarray(index_map)
+    mask = index_map > 0
+    if not mask.any() or mask.all():
+        return None
+    gray = to_gray(rgb)
+    cls = int(np.bincount(index_map[mask]).argmax())
+    ring = default_ring(max(mask.shape))
+    step = gray[mask].mean() - _ring_mean(gray, mask, ring)
+    texture = np.abs(fine_detail(gray))
+    outside = texture[~mask].mean()
+    ratio = float(texture[mask].mean() / outside) if outside > 0 else float("nan")
+    return cls, pair_score(gray, index_map), float(step), ratio
+
+
+def _ring_mean(gray, mask, ring):
+    """Give the mean gray level of the `ring`-pixel square band around mask (mask_contrast's band)."""
+    blob = torch.from_numpy(mask.astype(np.float32))[None, None]
+    grown = torch.nn.functional.max_pool2d(blob, 2 * ring + 1, 1, ring)[0, 0].numpy() > 0
+    return gray[grown & ~mask].mean()
+
+
+def class_medians(pairs, num_defect):
+    """Give {class index: (count, median score, median step, median texture)} of a PairSet."""
+    rows = {}
+    for rgb, index_map in zip(pairs.images, pairs.masks):
+        m = pair_measures(rgb, index_map)
+        if m is not None:
+            rows.setdefault(m[0], []).append(m[1:])
+    return {
+        k: (len(v), *np.median(np.array(v, dtype=np.float64), axis=0))
+        for k, v in sorted(rows.items())
+        if 1 <= k <= num_defect
+    }
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("folders", nargs="*", help="sample folders (images/, masks/, manifest.json)")
+    p.add_argument("--data_dir", required=True, help="the real dataset (its training pairs only)")
+    p.add_argument("--num_train_per_type", type=int, default=5)
+    p.add_argument("--resolution", type=int, default=128, help="every pair is resized to this")
+    args = p.parse_args()
+    real = load_real_split(
+        args.data_dir,
+        num_train_per_type=args.num_train_per_type,
+        resolution=args.resolution,
+        load_val=False,
+    )
+    sources = [("real training pairs", real.train)]
+    for folder in args.folders:
+        sources.append(
+            (
+                folder,
+                load_synthetic(
+                    folder, num_defect=real.num_defect, resolution=args.resolution
+                ).pairs,
+            )
+        )
+    print("| class | pairs | count | score | step (in - ring) | texture in / out |")
+    print("|---|---|---|---|---|---|")
+    medians = [(name, class_medians(pairs, real.num_defect)) for name, pairs in sources]
+    for k, cls in enumerate(real.classes, start=1):
+        for name, table in medians:
+            if k in table:
+                n, score, step, texture = table[k]
+                print(f"| {cls} | {name} | {n} | {score:.1f} | {step:+.1f} | {texture:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
