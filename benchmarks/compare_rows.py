@@ -4,7 +4,7 @@ score-filtered set of one run against the balanced set of another): the per-seed
 without background with its t-based 95% interval and verdict, as the reports give theirs.
 
     python benchmarks/compare_rows.py R/scored128/report.json "d:inpaint128@n=25,share=0.25" \
-        R/sweep128/report.json "d:inpaint128@n=25,share=0.25"
+        R/sweep128_count/report.json "d:inpaint128@n=25,share=0.25"
 
 Both rows must come from the same data, resolution, segmenter settings and seeds (checked), so that
 seed s of one and seed s of the other start from the same weights and see the same real batches.
@@ -13,8 +13,11 @@ seed s of one and seed s of the other start from the same weights and see the sa
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from defect_gen.evaluation.stats import paired_interval, verdict
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from defect_gen.evaluation.stats import paired_interval, verdict  # noqa: E402
 
 SAME = ("data_dir", "num_train_per_type", "resolution", "train", "num_good")
 

@@ -156,7 +156,8 @@ def parse_args(argv):
         type=str2bool,
         default=False,
         help="inpaint: add the good image's fine texture (its 3x3 detail) to the drawn band, which a "
-        "short-trained model draws too smooth (default false; docs/results.md run 4)",
+        "short-trained model draws too smooth (default false: on the magnetic tiles it helped uneven "
+        "regions and hurt fray ones, docs/results.md run 4)",
     )
     k = p.add_argument_group("selection")
     k.add_argument("--keep", choices=keep.KEEP, default="all")
