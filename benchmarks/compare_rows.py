@@ -23,9 +23,14 @@ SAME = ("data_dir", "num_train_per_type", "resolution", "train", "num_good")
 
 
 def load_row(path, key):
-    with open(path) as f:
-        report = json.load(f)
-    rows = report["segmentation"]["rows"]
+    try:
+        with open(path) as f:
+            report = json.load(f)
+        rows = report["segmentation"]["rows"]
+    except OSError as e:
+        sys.exit(f"error: {path}: cannot read ({e.strerror})")
+    except (ValueError, KeyError, TypeError):
+        sys.exit(f"error: {path}: not a report.json of scripts/evaluate.py")
     if key not in rows:
         sys.exit(f"error: {path}: no row {key!r} (rows: {', '.join(rows)})")
     return report["config"], rows[key]

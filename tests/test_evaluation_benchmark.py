@@ -411,6 +411,11 @@ def test_compare_rows_pairs_seeds_across_reports(tmp_path, capsys):
         module.main([top, "d:top", other, "d:all"])
     with pytest.raises(SystemExit, match="no row 'e'"):
         module.main([top, "e", base, "d:all"])
+    with pytest.raises(SystemExit, match="missing.json: cannot read"):
+        module.main([str(tmp_path / "missing.json"), "d:top", base, "d:all"])
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(SystemExit, match="bad.json: not a report.json"):
+        module.main([top, "d:top", str(tmp_path / "bad.json"), "d:all"])
 
 
 def test_pair_realism_measures_step_and_texture_against_oracles():
