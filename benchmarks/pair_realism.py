@@ -23,11 +23,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from defect_gen.evaluation.data import load_real_split, load_synthetic  # noqa: E402
+from defect_gen.sampling.checks import ring_around  # noqa: E402
 from defect_gen.sampling.score import default_ring, pair_score, to_gray  # noqa: E402
 from defect_gen.sampling.seam import fine_detail  # noqa: E402
 
@@ -45,18 +45,11 @@ def pair_measures(rgb, index_map):
     gray = to_gray(rgb)
     cls = int(np.bincount(index_map[mask]).argmax())
     ring = default_ring(max(mask.shape))
-    step = gray[mask].mean() - _ring_mean(gray, mask, ring)
+    step = gray[mask].mean() - gray[ring_around(mask, ring)].mean()
     texture = np.abs(fine_detail(gray))
     outside = texture[~mask].mean()
     ratio = float(texture[mask].mean() / outside) if outside > 0 else float("nan")
     return cls, pair_score(gray, index_map), float(step), ratio
-
-
-def _ring_mean(gray, mask, ring):
-    """Give the mean gray level of the `ring`-pixel square band around mask (mask_contrast's band)."""
-    blob = torch.from_numpy(mask.astype(np.float32))[None, None]
-    grown = torch.nn.functional.max_pool2d(blob, 2 * ring + 1, 1, ring)[0, 0].numpy() > 0
-    return gray[grown & ~mask].mean()
 
 
 def class_medians(pairs, num_defect):

@@ -12,6 +12,13 @@ from ..fileio import read_png
 from .folder import sample_files
 
 
+def ring_around(mask, ring=2):
+    """Give the bool [H x W] pixels within `ring` pixels (a square) of a bool mask, outside it."""
+    blob = torch.from_numpy(mask.astype(np.float32))[None, None]
+    grown = torch.nn.functional.max_pool2d(blob, 2 * ring + 1, 1, ring)[0, 0].numpy() > 0
+    return grown & ~mask
+
+
 def mask_contrast(gray, mask, ring=2):
     """
     Give |mean of gray inside mask - mean of gray in a `ring`-pixel band around it| (0 for an empty mask).
@@ -20,9 +27,7 @@ def mask_contrast(gray, mask, ring=2):
     """
     if not mask.any():
         return 0.0
-    blob = torch.from_numpy(mask.astype(np.float32))[None, None]
-    grown = torch.nn.functional.max_pool2d(blob, 2 * ring + 1, 1, ring)[0, 0].numpy() > 0
-    band = grown & ~mask
+    band = ring_around(mask, ring)
     if not band.any():
         return 0.0
     return float(abs(gray[mask].mean() - gray[band].mean()))

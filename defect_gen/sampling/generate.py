@@ -166,7 +166,7 @@ def _finished(x, known, weight, plan):
         ).clamp(-1, 1)  # fmt: skip
     if plan.good_texture:
         goods = to_uint8_rgb(known[:, :RGB_CHANNELS])
-        pixels = [add_good_texture(*z) for z in zip(to_uint8_rgb(rgb), goods, band.numpy())]
+        pixels = [add_good_texture(*z) for z in zip(to_uint8_rgb(rgb), goods, band.cpu().numpy())]
         rgb = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float() / 127.5 - 1
     return torch.cat([rgb.to(x), x[:, RGB_CHANNELS:]], dim=1)
 
