@@ -12,10 +12,11 @@ resolution:
 
 It prints the medians per class, real pairs first, as a markdown table. The real pairs are the training
 pairs only (the first ``--num_train_per_type`` of each type, as ``scripts/evaluate.py`` selects them):
-the images the benchmark reports on are never read.
+the images the benchmark reports on are never read. ``--figure`` also draws them: a row per class, the
+first four real training pairs, then the first four of every folder.
 
     python benchmarks/pair_realism.py --data_dir ../shared/data/magnetic_tile_dev --resolution 128 \\
-        runs/p128/inpaint128
+        runs/p128/inpaint128 --figure realism.png
 """
 
 import argparse
@@ -27,6 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from defect_gen.evaluation.data import load_real_split, load_synthetic  # noqa: E402
+from defect_gen.fileio import write_png  # noqa: E402
 from defect_gen.sampling.checks import ring_around  # noqa: E402
 from defect_gen.sampling.score import default_ring, pair_score, to_gray  # noqa: E402
 from defect_gen.sampling.seam import fine_detail  # noqa: E402
@@ -66,12 +68,43 @@ def class_medians(pairs, num_defect):
     }
 
 
+def class_figure(sources, num_defect, per_class=4, gap=4):
+    """
+    Give a uint8 [H x W x 3] picture: a row per class, in each the first `per_class` pairs of that class
+    from every source side by side (sources separated by a white gap; a missing pair stays black).
+
+    :param sources: [(name, PairSet)], the real pairs first.
+    """
+    side = sources[0][1].images[0].shape[0]
+    rows = []
+    for k in range(1, num_defect + 1):
+        blocks = []
+        for _, pairs in sources:
+            picked = [
+                rgb for rgb, index_map in zip(pairs.images, pairs.masks)
+                if (m := pair_measures(rgb, index_map)) is not None and m[0] == k
+            ][:per_class]  # fmt: skip
+            block = np.zeros((side, per_class * side, 3), np.uint8)
+            for j, rgb in enumerate(picked):
+                block[:, j * side : (j + 1) * side] = rgb
+            blocks += [block, np.full((side, gap, 3), 255, np.uint8)]
+        rows += [np.concatenate(blocks[:-1], axis=1), None]
+    width = rows[0].shape[1]
+    gap_row = np.full((gap, width, 3), 255, np.uint8)
+    return np.concatenate([r if r is not None else gap_row for r in rows[:-1]], axis=0)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("folders", nargs="*", help="sample folders (images/, masks/, manifest.json)")
     p.add_argument("--data_dir", required=True, help="the real dataset (its training pairs only)")
     p.add_argument("--num_train_per_type", type=int, default=5)
     p.add_argument("--resolution", type=int, default=128, help="every pair is resized to this")
+    p.add_argument(
+        "--figure",
+        help="also write a PNG: a row per class, its first 4 real training pairs, then the first 4 of "
+        "every folder",
+    )
     args = p.parse_args()
     real = load_real_split(
         args.data_dir,
@@ -97,6 +130,9 @@ def main():
             if k in table:
                 n, score, step, texture = table[k]
                 print(f"| {cls} | {name} | {n} | {score:.1f} | {step:+.1f} | {texture:.2f} |")
+    if args.figure:
+        write_png(args.figure, class_figure(sources, real.num_defect))
+        print(f"figure: {args.figure}")
 
 
 if __name__ == "__main__":

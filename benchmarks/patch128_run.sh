@@ -1,7 +1,8 @@
 #!/bin/bash
-# docs/results.md run 4: the CPU patch recipe's sets and the benchmark at 128 px, on this checkout.
-# Needs the two generators trained as README "A CPU patch recipe" says, in $R/small and $R/large.
-# Stages (STAGE=sample|seams|tune|evaluate|texture|sweep|all):
+# docs/results.md runs 4 and 5: the CPU patch recipe's sets and the benchmark at 128 px, on this checkout.
+# Needs the two generators trained as README "A CPU patch recipe" says, in $R/small and $R/large, and
+# for the longer stage the small one trained on to 9000 steps in $R/small9k.
+# Stages (STAGE=sample|seams|tune|evaluate|texture|sweep|band|longer|all):
 #   sample    the benchmark set (PER_CLASS x 5 pairs) and three small sets that compare the large model
 #             skipped / downscaled and the band harmonized or not
 #   seams     their seam figures
@@ -12,6 +13,10 @@
 #             with the good image's fine texture in the drawn band) against it, row d, SEEDS seeds
 #   sweep     how much synthetic data (25 / 50 pairs at share 0.25, 50 at share 0.5) and the 25
 #             best-scoring pairs against 25 balanced ones, SWEEP_SEEDS seeds
+#   band      the benchmark set's masks drawn with a 2 px band (--band 2) instead of the default 8:
+#             realism and row d, SEEDS seeds
+#   longer    the same from the small model trained on to 9000 steps ($R/small9k: $R/small resumed):
+#             the set drawn with --band 2, its realism and row d, SEEDS seeds
 # Every segmenter training is kept in $R/cache (evaluate --cache), so a stage stopped midway resumes where
 # it stopped, and the stages share the rows they have in common (the baselines train once).
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
@@ -19,9 +24,9 @@ cd "$(dirname "$0")/.." || exit 1
 R=${R:-$HOME/defect-gen-runs/p128}; DATA=${DATA:-../shared/data/magnetic_tile_dev}; PY=${PYTHON:-python}
 SEEDS=${SEEDS:-10}; SWEEP_SEEDS=${SWEEP_SEEDS:-$SEEDS}; WORKERS=${WORKERS:-2}; STAGE=${STAGE:-all}
 PER_CLASS=${PER_CLASS:-10}; PER_CLASS_CMP=${PER_CLASS_CMP:-2}
-S="$PY scripts/sample.py --large_recep $R/large --small_recep $R/small --step_inference 400 \
-   --timestep_respacing 50 --batch_size 25 --device cpu --no_progress --mode inpaint --mask_source train \
-   --size 128 --data_dir $DATA"
+SAMPLE="$PY scripts/sample.py --large_recep $R/large --step_inference 400 --timestep_respacing 50 \
+   --batch_size 25 --device cpu --no_progress --mode inpaint --mask_source train --size 128 --data_dir $DATA"
+S="$SAMPLE --small_recep $R/small"
 E="$PY scripts/evaluate.py --data_dir $DATA --num_train_per_type 5 --resolution 128 --device cpu \
    --workers $WORKERS --cache $R/cache"
 SET="inpaint128=$R/s/inpaint128"
@@ -65,4 +70,22 @@ if run sweep; then
   $E --tuned $R/tune128/tune.json --synthetic $SET --synthetic_count $((N / 2)) --synthetic_share 0.25 \
     --synthetic_select scored --seeds "$SWEEP_SEEDS" --baselines real --regimes d \
     --out $R/scored128 || exit 1
+fi
+if run band; then
+  $S --per_class "$PER_CLASS" --band 2 --sample_dir $R/s/band2_128 || exit 1
+  $PY benchmarks/pair_realism.py --data_dir "$DATA" --resolution 128 $R/s/inpaint128 $R/s/band2_128 \
+    || exit 1
+  $E --tuned $R/tune128/tune.json --synthetic band2_128=$R/s/band2_128 --synthetic_count $N \
+    --synthetic_share 0.25 --seeds "$SEEDS" --baselines real,copy_paste --regimes d \
+    --out $R/eval128_band2 || exit 1
+fi
+if run longer; then
+  # both cores: the samples are the same under mpirun -n 2 (tests/test_inpaint_size.py)
+  mpirun -n 2 $SAMPLE --small_recep $R/small9k --per_class "$PER_CLASS" --band 2 \
+    --sample_dir $R/s/band2_128_9k || exit 1
+  $PY benchmarks/pair_realism.py --data_dir "$DATA" --resolution 128 $R/s/band2_128 \
+    $R/s/band2_128_9k || exit 1
+  $E --tuned $R/tune128/tune.json --synthetic band2_128_9k=$R/s/band2_128_9k --synthetic_count $N \
+    --synthetic_share 0.25 --seeds "$SEEDS" --baselines real,copy_paste --regimes d \
+    --out $R/eval128_9k || exit 1
 fi

@@ -4,6 +4,7 @@ import json
 import logging
 import math
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -438,3 +439,32 @@ def test_pair_realism_measures_step_and_texture_against_oracles():
     _, score, step, texture = module.pair_measures(rgb(flat), index_map)
     assert texture < 0.15 and abs(step + 30) < 5 and score > 20
     assert module.pair_measures(rgb(surface), np.zeros_like(index_map)) is None
+
+
+def test_pair_realism_figure_puts_each_class_first_pairs_in_its_row():
+    module = load_script("pair_realism", "benchmarks")
+    side, gap = 16, 4
+
+    def pair(cls, value):
+        index_map = np.zeros((side, side), np.uint8)
+        index_map[4:12, 4:12] = cls
+        return np.full((side, side, 3), value, np.uint8), index_map
+
+    def pair_set(pairs):
+        return SimpleNamespace(images=[p[0] for p in pairs], masks=[p[1] for p in pairs])
+
+    real = pair_set([pair(1, 10), pair(2, 20), pair(1, 11), pair(1, 12)])
+    drawn = pair_set([pair(2, 30)] + [pair(1, 40 + j) for j in range(5)])
+    figure = module.class_figure([("real", real), ("drawn", drawn)], 2, per_class=3, gap=gap)
+    assert figure.shape == (2 * side + gap, 2 * 3 * side + gap, 3)
+
+    def cell(row, source, j):  # the top-left pixel of a pair's tile
+        return figure[row * (side + gap), source * (3 * side + gap) + j * side, 0]
+
+    assert [cell(0, 0, j) for j in range(3)] == [10, 11, 12]  # class 1: in order, the first three
+    assert [cell(0, 1, j) for j in range(3)] == [40, 41, 42]
+    # one real class-2 pair: the rest of its block stays black
+    assert [cell(1, 0, j) for j in range(3)] == [20, 0, 0]
+    assert [cell(1, 1, j) for j in range(3)] == [30, 0, 0]
+    assert (figure[side : side + gap] == 255).all()  # the gaps are white
+    assert (figure[:, 3 * side : 3 * side + gap] == 255).all()
