@@ -114,6 +114,27 @@ def test_train_mask_transform_keeps_the_defect_inside_and_its_class():
     assert np.array_equal(a[0], b[0]) and a[1] == b[1]
 
 
+def test_flip_transform_mirrors_the_mask_and_keeps_it_on_its_edge():
+    index_map = np.zeros((RES, RES), np.uint8)
+    index_map[3:7, 0:2] = 2  # a chip on the left edge
+    mirrors = {
+        (False, False): index_map,
+        (True, False): index_map[:, ::-1],
+        (False, True): index_map[::-1],
+        (True, True): index_map[::-1, ::-1],
+    }
+    seen = set()
+    for j in range(40):
+        out, rec = conditioning.flip_mask(index_map, conditioning.stream_rng(0, j, 1))
+        key = (rec["flip_lr"], rec["flip_ud"])
+        assert np.array_equal(out, mirrors[key]), rec
+        cols = np.nonzero(out.any(axis=0))[0]
+        assert cols.min() == 0 or cols.max() == RES - 1  # still on a side edge, same shape and area
+        assert (out == 2).sum() == 8
+        seen.add(key)
+    assert len(seen) == 4
+
+
 def test_inpaint_weights_free_exactly_the_band_around_the_defect():
     plan = conditioning.Plan(mode="inpaint", mask_source="dir", num_defect=2, resolution=8, seed=0)
     index_map = np.zeros((8, 8), np.uint8)
@@ -258,6 +279,27 @@ def test_mask_mode_output_masks_equal_the_inputs(ckpts, tmp_path):
     assert (out / "grid.png").exists()
 
 
+def test_flip_mask_transform_keeps_each_training_mask_in_place_up_to_mirroring(
+    ckpts, inpainted, tmp_path
+):
+    out = tmp_path / "flip"
+    run_cli(SAMPLE.main, argv(ckpts, out, *INPAINT, "--mask_transform", "flip"))
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["generation"]["mask_transform"] == "flip"
+    default = json.loads((inpainted / "manifest.json").read_text())
+    assert "mask_transform" not in default["generation"]  # the default is not recorded
+    flips = set()
+    for i, rec in enumerate(m["samples"]):
+        source = read(rec["mask"]["source"]) > 0  # the training mask (the toy set: canvas-sized)
+        if rec["mask"]["flip_lr"]:
+            source = source[:, ::-1]
+        if rec["mask"]["flip_ud"]:
+            source = source[::-1]
+        assert np.array_equal(read(out / "masks" / f"{i:06d}.png") > 0, source), rec
+        flips.add((rec["mask"]["flip_lr"], rec["mask"]["flip_ud"]))
+    assert len(flips) > 1
+
+
 def test_inpaint_mode_keeps_the_good_image_outside_the_band(inpainted):
     m = json.loads((inpainted / "manifest.json").read_text())
     band = m["generation"]["band"]
@@ -394,6 +436,11 @@ def test_bad_inputs_give_one_error_line_and_leave_the_folder_as_it_was(
         ([*inpaint, "--data_dir", str(no_good)], [str(no_good), "--good_dir", "good images"]),
         (["--band", "3"], ["--band", "--mode joint"]),
         (["--good_texture", "true"], ["--good_texture", "--mode joint"]),
+        (["--mask_transform", "flip"], ["--mask_transform", "--mode joint"]),
+        (
+            [*inpaint, "--mask_source", "joint", "--mask_transform", "flip"],
+            ["--mask_transform", "--mask_source train only"],
+        ),
         (["--mode", "mask", "--good_texture", "true"], ["--good_texture", "--mode inpaint only"]),
         (["--keep", "balanced", "--quota", "rust=2"], ["--quota", "'rust'", "crack"]),
         ([*inpaint, "--band", "3"], [str(out / "manifest.json"), "band 2 there vs 3 now"]),

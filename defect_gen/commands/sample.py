@@ -15,6 +15,7 @@ Defects where you want them (see defect_gen/sampling/conditioning.py):
     --mode inpaint --mask_source train --per_class 10
                                                  training masks moved at random, inpainted onto good images
                                                  (--good_dir, default the dataset's train/good)
+    --mode inpaint --mask_transform flip         ... each mask only mirrored: kept at its place
     --mode inpaint --mask_source joint           masks drawn by the joint model, inpainted onto good images
     --mode inpaint --size 128                    good images resized to 128 x 128 (default: their own size)
 Selection (see defect_gen/sampling/keep.py):
@@ -159,6 +160,14 @@ def parse_args(argv):
         "short-trained model draws too smooth (default false: on the magnetic tiles it helped uneven "
         "regions and hurt fray ones, docs/results.md run 4)",
     )
+    c.add_argument(
+        "--mask_transform",
+        choices=conditioning.MASK_TRANSFORMS,
+        default="random",
+        help="train masks: flipped, rotated by k x 90 degrees, scaled and moved at random (default), "
+        "or only mirrored left-right / top-bottom, so that each defect keeps its shape, orientation "
+        "and place relative to the edges (docs/results.md run 5)",
+    )
     k = p.add_argument_group("selection")
     k.add_argument("--keep", choices=keep.KEEP, default="all")
     k.add_argument("--quota", help="--keep balanced: Name=N,Name=N (sets --num_samples)")
@@ -254,6 +263,7 @@ def _plan(args, device, rank):
         good_dir=args.good_dir, data_dir=args.data_dir, band=args.band, per_class=args.per_class,
         strict_size=args.strict_size, resample=args.resample, seed=args.seed, size=args.size,
         harmonize=args.harmonize, large_at_size=args.large_at_size, good_texture=args.good_texture,
+        mask_transform=args.mask_transform,
     )  # fmt: skip
     if plan is None and args.data_dir is not None:
         raise ConfigError("--data_dir has no effect in --mode joint; use --mode mask or inpaint")

@@ -21,9 +21,12 @@ Mask sources (``--mask_source``), for candidate j (sample j, or the j-th candida
 - ``dir``: the sorted PNGs of ``--masks``, mask j % n (index maps, values 0..K, the model's resolution;
   in the inpaint mode the good images' size).
 - ``train``: a training mask of the checkpoints' dataset (the same selection the models were trained on),
-  resized to the canvas (the model's resolution, or in the inpaint mode the good image's size), then flipped, rotated by a multiple of 90 degrees, scaled and placed at
-  random with the defect kept inside the image. With ``--per_class`` the first n_1 candidates use masks of
-  class 1, the next n_2 class 2, and so on; without it any training mask.
+  resized to the canvas (the model's resolution, or in the inpaint mode the good image's size), then
+  (``--mask_transform random``, the default) flipped, rotated by a multiple of 90 degrees, scaled and
+  placed at random with the defect kept inside the image, or (``--mask_transform flip``) only mirrored
+  left-right and top-bottom at random, so that it keeps its shape, its orientation and its place relative
+  to the image's edges (a chip on an edge stays on an edge). With ``--per_class`` the first n_1
+  candidates use masks of class 1, the next n_2 class 2, and so on; without it any training mask.
 - ``joint``: the mask of the unconditional (joint) sample j, drawn first with seed + j.
 
 The good image of candidate j (inpaint) is picked uniformly from the sorted images of ``--good_dir`` with a
@@ -182,6 +185,17 @@ def transform_mask(index_map, rng, want=None):
     return out, {"flip": flip, "rot90": k, "scale": round(scale, 4), "at": [top, left]}
 
 
+def flip_mask(index_map, rng):
+    """Give (new map, record): `index_map` mirrored left-right and top-bottom, each with probability 1/2."""
+    lr, ud = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
+    m = index_map[:, ::-1] if lr else index_map
+    m = m[::-1] if ud else m
+    return np.ascontiguousarray(m), {"flip_lr": lr, "flip_ud": ud}
+
+
+MASK_TRANSFORMS = ("random", "flip")  # --mask_transform: transform_mask, flip_mask
+
+
 @dataclass
 class Plan:
     """What is known of each candidate: built by :func:`build_plan`, used by sampling.generate."""
@@ -202,6 +216,7 @@ class Plan:
     harmonize: bool = True  # inpaint: harmonize the drawn band with the good image
     good_texture: bool = False  # inpaint: add the good image's fine texture to the drawn band
     large_at_size: str = "skip"  # inpaint on a canvas other than the models': skip | downscale
+    mask_transform: str = "random"  # train masks: random (transform_mask) | flip (flip_mask)
     params: dict = field(default_factory=dict)  # what the manifest's generation holds
     _pools: dict = field(default_factory=dict, repr=False)  # train masks resized, per canvas
 
@@ -253,7 +268,10 @@ class Plan:
         if want is not None:
             pool = [m for m in pool if want in m[2]]
         path, index_map, _ = pool[int(rng.integers(len(pool)))]
-        new, record = transform_mask(index_map, rng, want)
+        if self.mask_transform == "flip":
+            new, record = flip_mask(index_map, rng)
+        else:
+            new, record = transform_mask(index_map, rng, want)
         record = {"source": path, **record}
         if want is not None:
             record["class"] = self.classes[want - 1]
@@ -373,7 +391,7 @@ def _train_masks(pair, data_dir):
 def build_plan(
     pair, *, mode, mask_source=None, masks=None, good_dir=None, data_dir=None, band=None,
     per_class=None, strict_size=False, resample=0, seed=0, size=None, harmonize=True,
-    large_at_size="skip", good_texture=False,
+    large_at_size="skip", good_texture=False, mask_transform="random",
 ):  # fmt: skip
     """
     Give the Plan of a mode (None for the joint mode) after checking every input; ConfigError naming the
@@ -389,6 +407,7 @@ def build_plan(
             "--large_at_size": None if large_at_size == "skip" else large_at_size,
             "--harmonize": None if harmonize else harmonize,
             "--good_texture": good_texture or None,
+            "--mask_transform": None if mask_transform == "random" else mask_transform,
         }  # fmt: skip
         used = [flag for flag, value in given.items() if value is not None]
         if used:
@@ -419,6 +438,14 @@ def build_plan(
         raise ConfigError(f"--masks is read by --mask_source dir only, not {mask_source}")
     if per_class is not None and mask_source != "train":
         raise ConfigError(f"--per_class applies to --mask_source train only, not {mask_source}")
+    if mask_transform not in MASK_TRANSFORMS:
+        raise ConfigError(
+            f"--mask_transform must be one of {', '.join(MASK_TRANSFORMS)}, got {mask_transform!r}"
+        )
+    if mask_transform != "random" and mask_source != "train":
+        raise ConfigError(
+            f"--mask_transform applies to --mask_source train only, not {mask_source}"
+        )
 
     res, k = pair.resolution, pair.num_defect
     if size is not None and not res <= int(size) <= MAX_SIZE:
@@ -427,6 +454,7 @@ def build_plan(
         mode=mode, mask_source=mask_source, num_defect=k, resolution=res, seed=int(seed),
         classes=list(pair.classes), size=None if size is None else int(size),
         harmonize=bool(harmonize), large_at_size=large_at_size, good_texture=bool(good_texture),
+        mask_transform=mask_transform,
     )  # fmt: skip
     params = {"mode": mode, "mask_source": mask_source, "resample": int(resample)}
     if mask_source == "dir":
@@ -442,6 +470,8 @@ def build_plan(
         root = dataset_dir(pair, data_dir)
         plan.masks = _train_masks(pair, root)
         params["masks"] = {"data_dir": root, "count": len(plan.masks)}
+        if mask_transform != "random":  # recorded only when not the default: older folders resume
+            params["mask_transform"] = mask_transform
         if per_class is not None:
             plan.per_class = parse_counts(per_class, plan.classes, "--per_class")
             params["per_class"] = {plan.classes[c - 1]: n for c, n in plan.per_class.items()}
