@@ -15,8 +15,9 @@
 #             best-scoring pairs against 25 balanced ones, SWEEP_SEEDS seeds
 #   band      the benchmark set's masks drawn with a 2 px band (--band 2) instead of the default 8:
 #             realism and row d, SEEDS seeds
-#   longer    the same from the small model trained on to 9000 steps ($R/small9k: $R/small resumed):
-#             the set drawn with --band 2, its realism and row d, SEEDS seeds
+#   longer    from the small model trained on to 9000 steps ($R/small9k: $R/small resumed): the
+#             benchmark set drawn with --band 2, and with --band 2 --mask_transform flip (each training
+#             mask only mirrored, kept at its place), their realism and rows d, SEEDS seeds
 # Every segmenter training is kept in $R/cache (evaluate --cache), so a stage stopped midway resumes where
 # it stopped, and the stages share the rows they have in common (the baselines train once).
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
@@ -81,11 +82,12 @@ if run band; then
 fi
 if run longer; then
   # both cores: the samples are the same under mpirun -n 2 (tests/test_inpaint_size.py)
-  mpirun -n 2 $SAMPLE --small_recep $R/small9k --per_class "$PER_CLASS" --band 2 \
-    --sample_dir $R/s/band2_128_9k || exit 1
-  $PY benchmarks/pair_realism.py --data_dir "$DATA" --resolution 128 $R/s/band2_128 \
-    $R/s/band2_128_9k || exit 1
-  $E --tuned $R/tune128/tune.json --synthetic band2_128_9k=$R/s/band2_128_9k --synthetic_count $N \
-    --synthetic_share 0.25 --seeds "$SEEDS" --baselines real,copy_paste --regimes d \
-    --out $R/eval128_9k || exit 1
+  L="mpirun -n 2 $SAMPLE --small_recep $R/small9k --per_class $PER_CLASS --band 2"
+  $L --sample_dir $R/s/band2_128_9k || exit 1
+  $L --mask_transform flip --sample_dir $R/s/flip_128_9k || exit 1
+  $PY benchmarks/pair_realism.py --data_dir "$DATA" --resolution 128 $R/s/inpaint128 $R/s/band2_128 \
+    $R/s/band2_128_9k $R/s/flip_128_9k --figure $R/realism5.png || exit 1
+  $E --tuned $R/tune128/tune.json --synthetic band2_128_9k=$R/s/band2_128_9k \
+    --synthetic flip_128_9k=$R/s/flip_128_9k --synthetic_count $N --synthetic_share 0.25 \
+    --seeds "$SEEDS" --baselines real,copy_paste --regimes d --out $R/eval128_9k || exit 1
 fi
