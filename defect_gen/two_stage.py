@@ -49,6 +49,7 @@ def sample_two_stage(
     Timesteps are original ones, 0..T-1. The large model is called as ``large_model(x_t, t)`` for every
     visited t >= `switch_t` and the small one for every t < `switch_t`, each step exactly once, in
     descending order; `switch_t` = 0 is large only, `switch_t` = T small only. `diffusion` is not mutated.
+    `large_model` may be None when `switch_t` = T: it would never be called.
 
     :param shape: (N, C, H, W).
     :param sampler: "cold" (the release's), "ddim" or "ddpm".
@@ -69,7 +70,11 @@ def sample_two_stage(
     :param resample: RePaint resampling: after each step (but the last), go back to t by re-noising and
         repeat the step, `resample` times (each repeat calls the model again).
     """
-    device = next(large_model.parameters()).device
+    if large_model is None and switch_t != diffusion.num_timesteps:
+        raise ValueError(
+            f"no large model, so switch_t must be T = {diffusion.num_timesteps}, got {switch_t}"
+        )
+    device = next((small_model if large_model is None else large_model).parameters()).device
     large_steps, small_steps = stage_timesteps(
         diffusion.num_timesteps, switch_t, timestep_respacing
     )

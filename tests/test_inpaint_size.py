@@ -1,6 +1,7 @@
 """Inpainting at a good image's own size: the canvas helpers, the seam correction and the pair score."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -8,11 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import load_script
+from conftest import assert_one_error, load_script, run_error
 from PIL import Image
-from test_conditioning import RES, argv, ckpts, snapshot, subprocess_env  # noqa: F401 (ckpts: a fixture)
+from test_conditioning import (  # noqa: F401 (ckpts: a fixture)
+    RES,
+    TRAIN,
+    argv,
+    ckpts,
+    snapshot,
+    subprocess_env,
+)
 
 from defect_gen.commands.cli import run_cli
+from defect_gen.data.toy import write_dataset
+from defect_gen.evaluation.guard import ValidationIdentity, check_synthetic_set
 from defect_gen.gaussian_diffusion import GaussianDiffusion
 from defect_gen.sampling import conditioning
 from defect_gen.sampling.canvas import (
@@ -330,3 +340,152 @@ def test_inpaint_at_size_identical_under_two_processes(ckpts, tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
     for sub in ("images", "masks"):
         assert snapshot(outs[1] / sub) == snapshot(outs[2] / sub)
+
+
+# ------------------------------------------------------------------------------------------------
+# The small model alone (no --large_recep): it takes every step of every inpainted pair
+
+SMALL_RES = 32  # the small model of `small32` is trained at 32 px, the pair of `ckpts` at RES = 16
+
+
+def small_argv(small, out, *extra):
+    """Give argv(...) without --large_recep and --step_inference: the same run, small model alone."""
+    full = argv({"large": "", "small": small}, out, *extra)
+    drop = {full.index(flag) + d for flag in ("--large_recep", "--step_inference") for d in (0, 1)}
+    return [a for i, a in enumerate(full) if i not in drop]
+
+
+@pytest.fixture(scope="module")
+def small32(tmp_path_factory):
+    """A tiny small model (4 classes) trained 2 steps at 32 px on a toy MVTec-layout set."""
+    root = tmp_path_factory.mktemp("small32")
+    write_dataset(root / "data", layout="mvtec", num_per_type=2, size=SMALL_RES, seed=0)
+    TRAIN.main([
+        "--config", str(REPO / "configs/tiny_small.yaml"), "--work_dir", str(root / "small"),
+        "--data_dir", str(root / "data"), "train.iterations=2", "train.max_images=0",
+        f"data.params.resolution={SMALL_RES}", "data.params.num_image_train=2", "data.bs_per_gpu=2",
+    ])  # fmt: skip
+    return str(root / "small" / "checkpoints" / "ckpt_000002.pt")
+
+
+SMALL_GOODS = [(4 * RES, 4 * RES), (3 * RES, 5 * RES + 3)]  # larger than the 16 px pair of `ckpts`
+
+
+@pytest.fixture(scope="module")
+def small_only(ckpts, tmp_path_factory):
+    """A folder inpainted by the 16 px small model of `ckpts` alone, and its extra flags."""
+    root = tmp_path_factory.mktemp("small_only")
+    goods = _goods(root / "good", SMALL_GOODS)
+    extra = ("--mode", "inpaint", "--good_dir", str(goods), "--num_samples", "4")
+    run_cli(SAMPLE.main, small_argv(ckpts["small"], root / "out", *extra))
+    return root / "out", extra
+
+
+def test_small_model_alone_inpaints_every_canvas_with_every_step(small32, ckpts, tmp_path):
+    # one canvas larger than the model's 32 px, one equal to it: both without a large model
+    goods = _goods(tmp_path / "good", [(4 * SMALL_RES, 4 * SMALL_RES), (SMALL_RES, SMALL_RES)])
+    out, calls = tmp_path / "out", tmp_path / "calls.jsonl"
+    run_cli(SAMPLE.main, small_argv(
+        small32, out, "--mode", "inpaint", "--good_dir", str(goods), "--num_samples", "6",
+        "--batch_size", "1", "--call_log", str(calls),
+    ))  # fmt: skip
+    m = _check_outside_band(out, 6)
+    sizes = {_read(out / "images" / f"{i:06d}.png").shape[:2] for i in range(6)}
+    assert sizes == {(128, 128), (SMALL_RES, SMALL_RES)}
+    gen = m["generation"]
+    assert gen["large_recep"] is None and gen["small_recep"]["path"] == small32
+    assert gen["step_inference"] == gen["num_timesteps"] == 1000
+    assert gen["resolution"] == SMALL_RES  # the small model's training resolution
+    assert m["steps"]["large"]["count"] == 0 and m["steps"]["small"]["count"] == 10
+    assert set(m["training_data_stats"]) == {"small"}
+    # every sample (batch of 1), on either canvas, took each timestep once with the small model
+    log = [json.loads(line) for line in calls.read_text().splitlines()]
+    assert {c["model"] for c in log} == {"small"}
+    for b in range(6):
+        assert [c["t"] for c in log if c["batch"] == b] == m["steps"]["small"]["timesteps"]
+    # the evaluation's leakage guard reads the manifest's checkpoints: the small one only
+    identity = ValidationIdentity(ckpts["data"], [], num_defect=len(m["classes"]))
+    real = type("Real", (), {"classes": m["classes"], "num_defect": len(m["classes"])})
+    found = check_synthetic_set(out, m, real=real, identity=identity, num_train_per_type=2)
+    assert found["problems"] == [] and [g["role"] for g in found["generators"]] == ["small_recep"]
+
+
+def test_small_model_alone_equals_the_pair_that_skips_the_large_model(ckpts, small_only, tmp_path):
+    alone, extra = small_only
+    out, calls = tmp_path / "pair", tmp_path / "calls.jsonl"
+    run_cli(SAMPLE.main, argv(ckpts, out, *extra, "--call_log", str(calls)))
+    assert {json.loads(line)["model"] for line in calls.read_text().splitlines()} == {"small"}
+    for sub in ("images", "masks", "masks_rgb"):
+        assert snapshot(alone / sub) == snapshot(out / sub)
+    m_alone, m_pair = (json.loads((f / "manifest.json").read_text()) for f in (alone, out))
+    assert m_alone["samples"] == m_pair["samples"] and m_alone["steps"] == m_pair["steps"]
+    g_alone, g_pair = m_alone["generation"], m_pair["generation"]
+    assert {k for k in g_pair if g_pair[k] != g_alone[k]} == {"large_recep", "step_inference"}
+
+
+def test_flags_the_small_model_alone_cannot_use_are_refused(
+    ckpts, small32, small_only, tmp_path, capsys
+):
+    out = tmp_path / "kept"
+    shutil.copytree(small_only[0], out)
+    before = snapshot(out)
+    inpaint = small_only[1]
+    tiny = _goods(tmp_path / "tiny", [(RES, RES)])
+    with_large = argv(ckpts, out, *inpaint)
+    no_switch = with_large[:4] + with_large[6:]
+    assert "--step_inference" not in no_switch and "--large_recep" in no_switch
+    cases = [
+        (small_argv(ckpts["small"], out), ["--large_recep is needed in --mode joint"]),
+        (
+            small_argv(ckpts["small"], out, "--mode", "mask", "--mask_source", "train"),
+            ["--large_recep is needed in --mode mask", "only --mode inpaint"],
+        ),
+        (
+            small_argv(ckpts["small"], out, *inpaint, "--mask_source", "joint"),
+            ["--large_recep is needed with --mask_source joint"],
+        ),
+        (
+            small_argv(ckpts["small"], out, *inpaint, "--step_inference", "400"),
+            ["--step_inference has no effect without --large_recep"],
+        ),
+        (
+            small_argv(ckpts["small"], out, *inpaint, "--large_at_size", "downscale"),
+            ["--large_at_size downscale", "--large_recep"],
+        ),
+        (
+            small_argv(ckpts["small"], out, *inpaint, "--large_recep_config", "large.yml"),
+            ["--large_recep_config has no effect without --large_recep"],
+        ),
+        (no_switch, ["--step_inference is needed with --large_recep"]),
+        # the models' size is the small model's: a good image below its 32 px is refused
+        (
+            small_argv(small32, out, *inpaint[:2], "--good_dir", str(tiny)),
+            [str(tiny / "000.png"), f"smaller than the models' {SMALL_RES}x{SMALL_RES}"],
+        ),
+    ]
+    for args, needles in cases:
+        code, err = run_error(SAMPLE.main, args, capsys)
+        assert_one_error(code, err, needles)
+        assert snapshot(out) == before
+
+
+def test_small_model_alone_resumes_and_refuses_a_run_with_the_large_model(
+    ckpts, small_only, tmp_path, capsys
+):
+    out = tmp_path / "resume"
+    shutil.copytree(small_only[0], out)
+    before = snapshot(out)
+    for sub in ("images", "masks", "masks_rgb"):
+        (out / sub / "000001.png").unlink()
+    run_cli(SAMPLE.main, small_argv(ckpts["small"], out, *small_only[1]))
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["last_run"]["generated"] == [1] and m["last_run"]["skipped"] == 3
+    after = snapshot(out)
+    for name, data in before.items():
+        if name.parts[0] in ("images", "masks", "masks_rgb"):
+            assert after[name] == data, name
+    code, err = run_error(SAMPLE.main, argv(ckpts, out, *small_only[1]), capsys)
+    assert_one_error(code, err, [
+        "other parameters", "large_recep null there vs", "step_inference 1000 there vs 400 now",
+    ])  # fmt: skip
+    assert snapshot(out) == after

@@ -2,6 +2,8 @@
 Generate defective images with their masks: the large model for t >= S, the small one for t < S.
 
     python scripts/sample.py --large_recep L.pt --small_recep S.pt --step_inference 400 --sample_dir out
+    python scripts/sample.py --small_recep S.pt --mode inpaint --sample_dir out
+                                                        # the small model alone takes every step
     mpirun -n 4 python scripts/sample.py ...           # sample i goes to rank i % 4
     python scripts/sample.py ... --large_recep_config large_recep.yml --small_recep_config small_recep.yml
                                                         # the release's checkpoints ({model, ema, optimizer})
@@ -18,6 +20,9 @@ Defects where you want them (see defect_gen/sampling/conditioning.py):
     --mode inpaint --mask_transform flip         ... each mask only mirrored: kept at its place
     --mode inpaint --mask_source joint           masks drawn by the joint model, inpainted onto good images
     --mode inpaint --size 128                    good images resized to 128 x 128 (default: their own size)
+Without --large_recep (and --step_inference) the small model takes every step: --mode inpaint only,
+with --mask_source train or dir. With it, on a canvas larger than the models' the large model is
+skipped as well unless --large_at_size downscale.
 Selection (see defect_gen/sampling/keep.py):
     --keep defect                                skip candidates whose mask holds no defect
     --keep balanced [--quota Crack=10,Break=5]   fill per-class quotas (default: training class shares)
@@ -48,13 +53,17 @@ from .cli import add_device_argument, make_parser, run_cli, start_processes, str
 
 def parse_args(argv):
     p = make_parser(__doc__)
-    p.add_argument("--large_recep", required=True, help="checkpoint of the large (global) model")
+    p.add_argument(
+        "--large_recep",
+        help="checkpoint of the large (global) model; without it the small model takes every step "
+        "(--mode inpaint only)",
+    )
     p.add_argument("--small_recep", required=True, help="checkpoint of the small (patch) model")
     p.add_argument(
         "--step_inference",
         type=int,
-        required=True,
-        help="switch S: the large model denoises t >= S, the small one t < S (0..T)",
+        help="switch S: the large model denoises t >= S, the small one t < S (0..T); needed with "
+        "--large_recep, refused without it",
     )
     p.add_argument("--sample_dir", required=True, help="output folder")
     p.add_argument(
@@ -117,7 +126,7 @@ def parse_args(argv):
     c.add_argument(
         "--data_dir",
         help="dataset of --mask_source train and of the default --good_dir "
-        "(default: the large checkpoint's)",
+        "(default: the large checkpoint's, without --large_recep the small one's)",
     )
     c.add_argument("--good_dir", help="good images for --mode inpaint (default: DATA/train/good)")
     c.add_argument(
@@ -191,6 +200,7 @@ def main(argv=None):
     check_options(args, "sample")  # every number, before anything is read or written
     if (args.num_samples is not None and args.num_samples < 1) or args.batch_size < 1:
         raise ConfigError("--num_samples and --batch_size must be positive")
+    _check_models(args)
     started = time.perf_counter()
     device, rank, world = start_processes(args.device)
     lock.check_writable_folder(args.sample_dir, "--sample_dir")
@@ -201,6 +211,41 @@ def main(argv=None):
         return _sample(args, started, device, rank, world, folder_lock)
     finally:
         folder_lock.release()
+
+
+def _check_models(args):
+    """
+    ConfigError unless the flags fit the models given: the switch with --large_recep, and without it
+    only what the small model alone can draw (inpainting, the large model skipped).
+    """
+    if args.large_recep is not None:
+        if args.step_inference is None:
+            raise ConfigError(
+                "--step_inference is needed with --large_recep: the switch S (the large model "
+                "denoises t >= S, the small one t < S)"
+            )
+        return
+    if args.mode != "inpaint":
+        raise ConfigError(
+            f"--large_recep is needed in --mode {args.mode}: the large model draws the layout; only "
+            "--mode inpaint can run the small model alone"
+        )
+    if args.mask_source == "joint":
+        raise ConfigError(
+            "--large_recep is needed with --mask_source joint: the joint model draws the masks; "
+            "use --mask_source train or dir to run the small model alone"
+        )
+    if args.large_at_size == "downscale":
+        raise ConfigError(
+            "--large_at_size downscale runs the large model: pass --large_recep, or leave the "
+            "default skip to run the small model alone"
+        )
+    if args.large_recep_config is not None:
+        raise ConfigError("--large_recep_config has no effect without --large_recep")
+    if args.step_inference is not None:
+        raise ConfigError(
+            "--step_inference has no effect without --large_recep: the small model takes every step"
+        )
 
 
 def _correction(args):
@@ -244,11 +289,10 @@ def _load(args, device):
         small_config=args.small_recep_config, use_ema=args.use_ema, num_defect=args.num_defect,
         class_weight_correction=_correction(args), device=device,
     )  # fmt: skip
-    if args.class_weight_correction and not (
-        pair.large.prior_correction or pair.small.prior_correction
-    ):
+    if args.class_weight_correction and not any(m.prior_correction for m in pair.models):
+        which = "the small checkpoint was not" if pair.large is None else "neither checkpoint was"
         raise ConfigError(
-            "--class_weight_correction has no effect: neither checkpoint was trained with class "
+            f"--class_weight_correction has no effect: {which} trained with class "
             "weights on cross-entropy mask logits (train.mask_class_weight_power > 0, mask_mode "
             "consistent)"
         )
@@ -267,7 +311,7 @@ def _plan(args, device, rank):
     )  # fmt: skip
     if plan is None and args.data_dir is not None:
         raise ConfigError("--data_dir has no effect in --mode joint; use --mode mask or inpaint")
-    training = pair.large.data_stats or pair.small.data_stats
+    training = next((m.data_stats for m in pair.models if m.data_stats), None)
     quotas, num_samples = keep.resolve_quotas(
         args.keep, args.quota, args.num_samples, pair.classes, training
     )
@@ -287,8 +331,10 @@ def _plan(args, device, rank):
         raise ConfigError("--max_candidates applies to --keep defect|balanced only")
     if args.min_score is not None and (args.keep == "all" or not math.isfinite(args.min_score)):
         raise ConfigError("--min_score must be a finite number and applies to --keep defect|balanced only")
+    # without a large model the small one takes every step: the switch is T
+    switch_t = pair.num_timesteps if pair.large is None else args.step_inference
     options = SamplingOptions.create(
-        pair.num_timesteps, switch_t=args.step_inference, sampler=args.sampler,
+        pair.num_timesteps, switch_t=switch_t, sampler=args.sampler,
         timestep_respacing=args.timestep_respacing, eta=args.eta, seed=args.seed,
         use_ema=args.use_ema, precision=args.precision, class_weight_correction=_correction(args),
         batch_size=args.batch_size, resample=args.resample,
@@ -382,7 +428,7 @@ def _generate_missing(args, job, device, rank, world):
         print(
             f"{what} with {world} process(es) on {device.type}, --mode {args.mode}: "
             f"large model {steps['large']['count']} steps, small {steps['small']['count']} "
-            f"(switch {args.step_inference}), {args.sampler} sampler, {_sizes_text(job)}",
+            f"({_switch_text(job)}), {args.sampler} sampler, {_sizes_text(job)}",
             flush=True,
         )
     started = time.perf_counter()
@@ -436,6 +482,13 @@ def _finish(args, job, generated, all_calls, load_s, generate_s, world):
         + folder.format_stats_table(pair.classes, stats, job.training),
         flush=True,
     )
+
+
+def _switch_text(job):
+    """Give the switch for the progress line, or that the small model runs alone."""
+    if job.pair.large is None:
+        return "no large model: the small one alone"
+    return f"switch {job.options.switch_t}"
 
 
 def _sizes_text(job):

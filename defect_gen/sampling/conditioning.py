@@ -357,22 +357,25 @@ def parse_counts(text, classes, flag):
 
 
 def dataset_dir(pair, data_dir):
-    """Give the dataset folder: `data_dir`, else the one the large checkpoint was trained on."""
-    data_dir = data_dir or pair.large.cfg["data"]["params"].get("dir")
+    """
+    Give the dataset folder: `data_dir`, else the one the large checkpoint (without one, the small
+    checkpoint) was trained on.
+    """
+    data_dir = data_dir or pair.reference.cfg["data"]["params"].get("dir")
     if not data_dir:
-        raise ConfigError(f"{pair.large.path}: names no dataset folder; pass --data_dir")
+        raise ConfigError(f"{pair.reference.path}: names no dataset folder; pass --data_dir")
     return str(data_dir)
 
 
 def _train_masks(pair, data_dir):
     """Give [(path, uint8 [H x W] map, classes held)] of the training masks at their own size."""
-    params = pair.large.cfg["data"]["params"]
+    params = pair.reference.cfg["data"]["params"]
     try:
         index = find_pairs(
             data_dir, num_defect=pair.num_defect, classes=params.get("classes"),
             num_image_train=params.get("num_image_train"),
         )  # fmt: skip
-        trained = pair.large.classes or pair.small.classes
+        trained = next((m.classes for m in pair.models if m.classes), None)
         if trained and list(index.classes) != list(trained):  # class ids are matched by name
             raise ConfigError(
                 f"--mask_source train: {data_dir} has the classes {', '.join(index.classes)}, the "

@@ -99,11 +99,11 @@ def base_manifest(pair, options, params, *, num_samples, world_size, device):
         "seeds": f"sample i is drawn from seed {options.seed} + i",
         "classes": pair.classes,
         "steps": steps_record(pair.num_timesteps, options.switch_t, options.timestep_respacing),
-        "diffusion": dict(pair.large.diffusion_params),
+        "diffusion": dict(pair.reference.diffusion_params),
         "batch_size": int(options.batch_size),
         "world_size": int(world_size),
         "device": str(device),
-        "training_data_stats": {"large": pair.large.data_stats, "small": pair.small.data_stats},
+        "training_data_stats": {m.kind: m.data_stats for m in pair.models},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

@@ -1,6 +1,7 @@
 """
 Generation of samples from a large and a small model, in any mode (joint, mask, inpaint), with the
-settings of a :class:`~defect_gen.sampling.options.SamplingOptions`.
+settings of a :class:`~defect_gen.sampling.options.SamplingOptions`; or from the small model alone
+(a pair without a large model), which inpaints on any canvas and takes every step.
 
 Sample i is drawn from its own generator seeded with `seed + i` (x_T and any sampler noise), so its content
 depends neither on the batch it shares nor on the number of processes. Loading the models is
@@ -70,11 +71,21 @@ def generate(pair, indices, options, *, call_log=None, plan=None):
     :param plan: a conditioning.Plan (mask / inpaint modes) or None (joint). With the joint mask source,
         sample i's mask is the unconditional sample i's, drawn first.
     :param call_log: a list to which every model call is appended as {"batch", "model", "t"}.
+    :raises ValueError: for a pair without a large model, unless the plan inpaints with the large
+        model skipped (``plan.large_at_size`` "skip") and masks not drawn by the joint model.
     """
-    large, small = pair.large.model, pair.small.model
+    alone = pair.large is None  # the small model takes every step, on every canvas
+    if alone and not _small_alone_can_run(plan):
+        raise ValueError(
+            "without a large model only the inpaint mode with the large model skipped and masks "
+            "not drawn by the joint model can run"
+        )
+    large, small = (None if alone else pair.large.model), pair.small.model
+    recorders = []
     if call_log is not None:
-        large = CallRecorder(large, "large", call_log)
         small = CallRecorder(small, "small", call_log)
+        large = None if alone else CallRecorder(large, "large", call_log)
+        recorders = [m for m in (large, small) if m is not None]
     bar = tqdm(
         total=len(indices), unit="sample", disable=not options.progress, dynamic_ncols=True,
         desc="sample",
@@ -82,10 +93,11 @@ def generate(pair, indices, options, *, call_log=None, plan=None):
     try:
         for b, start in enumerate(range(0, len(indices), options.batch_size)):
             batch = list(indices[start : start + options.batch_size])
-            if call_log is not None:
-                large.batch = small.batch = b
+            for recorder in recorders:
+                recorder.batch = b
             for group in _by_canvas(plan, batch):
-                if plan is not None and plan.canvas_for(group[0]) != (pair.resolution,) * 2:
+                other = plan is not None and plan.canvas_for(group[0]) != (pair.resolution,) * 2
+                if alone or other:  # another canvas than the models', or no large model
                     x = _sample_on_canvas(pair, large, small, group, options, plan)
                 else:
                     cond = {}
@@ -98,6 +110,16 @@ def generate(pair, indices, options, *, call_log=None, plan=None):
                 bar.update(len(group))
     finally:
         bar.close()
+
+
+def _small_alone_can_run(plan):
+    """Tell whether the small model alone can draw `plan`'s samples: inpainting, large model skipped."""
+    return (
+        plan is not None
+        and plan.mode == "inpaint"
+        and plan.large_at_size == "skip"
+        and not plan.needs_joint_masks
+    )
 
 
 def _sample(pair, large, small, batch, options, *, size=None, switch_t=None, **cond):
@@ -129,9 +151,10 @@ def _by_canvas(plan, batch):
 
 def _sample_on_canvas(pair, large, small, group, options, plan):
     """
-    Give the inpainted samples of `group` on their canvas, larger than the models' size: padded by
-    reflection to a multiple of the small model's downsampling, the large model skipped or run on a
-    downscaled copy (plan.large_at_size), cut back to the canvas and finished (:func:`_finished`).
+    Give the inpainted samples of `group` on their canvas, larger than the models' size (any size
+    without a large model): padded by reflection to a multiple of the small model's downsampling, the
+    large model skipped or run on a downscaled copy (plan.large_at_size), cut back to the canvas and
+    finished (:func:`_finished`).
     """
     known, weight = plan.known(group)
     size = tuple(known.shape[-2:])

@@ -88,10 +88,10 @@ class SamplingOptions:
 
         Two runs with equal parameters give the same sample i; the manifest stores them so that a run
         with other parameters cannot add to the folder. Batch size, process count and device are not
-        among them.
+        among them. Without a large model, "large_recep" is None (the small one takes every step).
         """
         return {
-            "large_recep": _checkpoint_id(pair.large),
+            "large_recep": None if pair.large is None else _checkpoint_id(pair.large),
             "small_recep": _checkpoint_id(pair.small),
             "step_inference": int(self.switch_t),
             "sampler": self.sampler,
@@ -118,7 +118,7 @@ def _checkpoint_id(model):
 
 def _correction_record(pair, strength):
     """The class weights whose bias each model's output undoes; nothing when neither does (as before)."""
-    weights = {m.kind: m.prior_correction for m in (pair.large, pair.small)}
+    weights = {m.kind: m.prior_correction for m in pair.models}
     if not any(weights.values()):
         return {}
     return {"class_weight_correction": {"strength": float(strength), **weights}}

@@ -4,6 +4,8 @@ A large and a small model loaded for sampling, and the checks that they fit one 
 :func:`load_model` builds the model that a checkpoint's config describes (or, for the release's
 checkpoints, the given YAML) and loads its EMA or raw weights with ``strict=True``; :func:`load_pair`
 loads both and :func:`check_compatible` refuses a pair that disagrees on channels, classes or diffusion.
+Without a large checkpoint the pair holds the small model alone (``large=None``), which takes every
+step: enough to inpaint on a canvas larger than the models', where the large model is skipped anyway.
 Which file a path means is :mod:`defect_gen.training.checkpoints`' to say, reading it :mod:`defect_gen.fileio`'s.
 """
 
@@ -193,9 +195,12 @@ def _prior_correction(ckpt, cfg, path, strength):
 
 @dataclass
 class ModelPair:
-    """A large and a small model that fit together, with their common settings."""
+    """
+    A large and a small model that fit together, with their common settings; `large` is None when
+    the small model takes every step alone.
+    """
 
-    large: LoadedModel
+    large: Optional[LoadedModel]
     small: LoadedModel
     diffusion: object  # GaussianDiffusion
     num_defect: int
@@ -203,9 +208,19 @@ class ModelPair:
     classes: list
 
     @property
+    def models(self):
+        """The loaded models, the large one first (when there is one)."""
+        return (self.small,) if self.large is None else (self.large, self.small)
+
+    @property
+    def reference(self):
+        """The model whose config describes the pair (data, diffusion): the large one, else the small."""
+        return self.models[0]
+
+    @property
     def channels(self):
         """The in/out channel count both models share."""
-        return self.large.channels
+        return self.reference.channels
 
     @property
     def num_timesteps(self):
@@ -218,8 +233,28 @@ def check_compatible(large, small, *, num_defect=None):
     Raise unless the two models can share one sampling loop (and fit `num_defect` when given).
 
     They must agree on channels, num_defect, class names (when both checkpoints name them) and the
-    diffusion's schedule, parameterization and number of timesteps.
+    diffusion's schedule, parameterization and number of timesteps. `large` None: the small model
+    alone, checked against `num_defect` only.
     """
+    if large is not None:
+        _check_pair(large, small)
+    model = large or small
+    if num_defect is not None:
+        if num_defect < 1:
+            raise ConfigError(f"--num_defect must be at least 1, got {num_defect}")
+        need = num_channels(num_defect)
+        if need != model.channels:
+            held = f"{small.path} has" if large is None else f"{large.path} and {small.path} have"
+            raise ConfigError(
+                f"--num_defect {num_defect} needs {need} in/out channels (3 RGB + 1 background + "
+                f"{num_defect} defect), but {held} {model.channels} (num_defect {model.num_defect})"
+            )
+    if model.num_defect + 1 > 256:
+        raise ConfigError(f"{model.path}: {model.num_defect} defect classes do not fit 8-bit masks")
+
+
+def _check_pair(large, small):
+    """Raise CheckpointError naming both files when the two models disagree (see check_compatible)."""
     diffs = []
     pairs = [
         ("in/out channels", large.channels, small.channels),
@@ -239,40 +274,34 @@ def check_compatible(large, small, *, num_defect=None):
         raise CheckpointError(
             f"{large.path} (large) and {small.path} (small) do not fit together: {'; '.join(diffs)}"
         )
-    if num_defect is not None:
-        if num_defect < 1:
-            raise ConfigError(f"--num_defect must be at least 1, got {num_defect}")
-        need = num_channels(num_defect)
-        if need != large.channels:
-            raise ConfigError(
-                f"--num_defect {num_defect} needs {need} in/out channels (3 RGB + 1 background + "
-                f"{num_defect} defect), but {large.path} and {small.path} have {large.channels} "
-                f"(num_defect {large.num_defect})"
-            )
-    if large.num_defect + 1 > 256:
-        raise ConfigError(f"{large.path}: {large.num_defect} defect classes do not fit 8-bit masks")
 
 
 def load_pair(
     large_path, small_path, *, large_config=None, small_config=None, use_ema=True, num_defect=None,
     class_weight_correction=DEFAULT_CLASS_WEIGHT_CORRECTION, device="cpu",
 ):  # fmt: skip
-    """Give the ModelPair of two checkpoints after checking that they fit together."""
+    """
+    Give the ModelPair of two checkpoints after checking that they fit together; `large_path` None
+    gives the small model alone, whose training resolution is then the pair's.
+    """
     options = dict(use_ema=use_ema, class_weight_correction=class_weight_correction, device=device)
-    large = load_model(large_path, "large", config_path=large_config, **options)
+    large = None
+    if large_path is not None:
+        large = load_model(large_path, "large", config_path=large_config, **options)
     small = load_model(small_path, "small", config_path=small_config, **options)
     check_compatible(large, small, num_defect=num_defect)
-    if small.resolution != large.resolution:
+    if large is not None and small.resolution != large.resolution:
         logger.warning(
             "the small model was trained at %d px, the large one at %d px: joint and mask samples "
             "are drawn at %d px; inpainted pairs at their good images' size (or --size)",
             small.resolution, large.resolution, large.resolution,
         )  # fmt: skip
-    k = large.num_defect
-    classes = list(large.classes or small.classes or [])
+    model = large or small
+    k = model.num_defect
+    classes = list((large and large.classes) or small.classes or [])
     if len(classes) != k:
         classes = [f"class_{i}" for i in range(1, k + 1)]
     return ModelPair(
-        large=large, small=small, diffusion=build_diffusion(large.cfg), num_defect=k,
-        resolution=large.resolution, classes=classes,
+        large=large, small=small, diffusion=build_diffusion(model.cfg), num_defect=k,
+        resolution=model.resolution, classes=classes,
     )  # fmt: skip
