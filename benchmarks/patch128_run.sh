@@ -1,5 +1,5 @@
 #!/bin/bash
-# docs/results.md runs 4 and 5: the CPU patch recipe's sets and the benchmark at 128 px, on this checkout.
+# docs/results.md runs 4 and 5: the CPU patch recipe's sets and the benchmark at 128 px, this checkout.
 # Needs the two generators trained as README "A CPU patch recipe" says, in $R/small and $R/large, and
 # for the longer stage the small one trained on to 9000 steps in $R/small9k.
 # Stages (STAGE=sample|seams|tune|evaluate|texture|sweep|band|longer|all):
@@ -82,6 +82,7 @@ if run band; then
 fi
 if run longer; then
   # both cores: the samples are the same under mpirun -n 2 (tests/test_inpaint_size.py)
+  command -v mpirun >/dev/null || { echo "mpirun not found: put .venv/bin on PATH"; exit 1; }
   L="mpirun -n 2 $SAMPLE --small_recep $R/small9k --per_class $PER_CLASS --band 2"
   $L --sample_dir $R/s/band2_128_9k || exit 1
   $L --mask_transform flip --sample_dir $R/s/flip_128_9k || exit 1
