@@ -2,7 +2,7 @@
 # docs/results.md runs 4 and 5: the CPU patch recipe's sets and the benchmark at 128 px, this checkout.
 # Needs the two generators trained as README "A CPU patch recipe" says, in $R/small and $R/large, and
 # for the longer stage the small one trained on to 9000 steps in $R/small9k.
-# Stages (STAGE=sample|seams|tune|evaluate|texture|sweep|band|longer|all):
+# Stages (STAGE=sample|seams|tune|evaluate|texture|sweep|band|longer|flip8|all):
 #   sample    the benchmark set (PER_CLASS x 5 pairs) and three small sets that compare the large model
 #             skipped / downscaled and the band harmonized or not
 #   seams     their seam figures
@@ -18,6 +18,7 @@
 #   longer    from the small model trained on to 9000 steps ($R/small9k: $R/small resumed): the
 #             benchmark set drawn with --band 2, and with --band 2 --mask_transform flip (each training
 #             mask only mirrored, kept at its place), their realism and rows d, SEEDS seeds
+#   flip8     the 9000-step model with the default 8 px band and --mask_transform flip: realism, row d
 # Every segmenter training is kept in $R/cache (evaluate --cache), so a stage stopped midway resumes where
 # it stopped, and the stages share the rows they have in common (the baselines train once).
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
@@ -91,4 +92,14 @@ if run longer; then
   $E --tuned $R/tune128/tune.json --synthetic band2_128_9k=$R/s/band2_128_9k \
     --synthetic flip_128_9k=$R/s/flip_128_9k --synthetic_count $N --synthetic_share 0.25 \
     --seeds "$SEEDS" --baselines real,copy_paste --regimes d --out $R/eval128_9k || exit 1
+fi
+if run flip8; then
+  command -v mpirun >/dev/null || { echo "mpirun not found: put .venv/bin on PATH"; exit 1; }
+  mpirun -n 2 $SAMPLE --small_recep $R/small9k --per_class "$PER_CLASS" --mask_transform flip \
+    --sample_dir $R/s/flip8_128_9k || exit 1
+  $PY benchmarks/pair_realism.py --data_dir "$DATA" --resolution 128 $R/s/inpaint128 \
+    $R/s/flip_128_9k $R/s/flip8_128_9k || exit 1
+  $E --tuned $R/tune128/tune.json --synthetic flip8_128_9k=$R/s/flip8_128_9k --synthetic_count $N \
+    --synthetic_share 0.25 --seeds "$SEEDS" --baselines real,copy_paste --regimes d \
+    --out $R/eval128_flip8 || exit 1
 fi
