@@ -35,6 +35,9 @@ SET="inpaint128=$R/s/inpaint128"
 N=$((5 * PER_CLASS))
 
 run() { [ "$STAGE" = "$1" ] || [ "$STAGE" = all ]; }
+need_mpirun() {  # the longer and flip8 stages sample on both cores
+  command -v mpirun >/dev/null || { echo "mpirun not found: put .venv/bin on PATH"; exit 1; }
+}
 
 if run sample; then
   $S --per_class "$PER_CLASS" --sample_dir $R/s/inpaint128 || exit 1                       # the benchmark set
@@ -83,7 +86,7 @@ if run band; then
 fi
 if run longer; then
   # both cores: the samples are the same under mpirun -n 2 (tests/test_inpaint_size.py)
-  command -v mpirun >/dev/null || { echo "mpirun not found: put .venv/bin on PATH"; exit 1; }
+  need_mpirun
   L="mpirun -n 2 $SAMPLE --small_recep $R/small9k --per_class $PER_CLASS --band 2"
   $L --sample_dir $R/s/band2_128_9k || exit 1
   $L --mask_transform flip --sample_dir $R/s/flip_128_9k || exit 1
@@ -94,7 +97,7 @@ if run longer; then
     --seeds "$SEEDS" --baselines real,copy_paste --regimes d --out $R/eval128_9k || exit 1
 fi
 if run flip8; then
-  command -v mpirun >/dev/null || { echo "mpirun not found: put .venv/bin on PATH"; exit 1; }
+  need_mpirun
   mpirun -n 2 $SAMPLE --small_recep $R/small9k --per_class "$PER_CLASS" --mask_transform flip \
     --sample_dir $R/s/flip8_128_9k || exit 1
   $PY benchmarks/pair_realism.py --data_dir "$DATA" --resolution 128 $R/s/inpaint128 \

@@ -298,7 +298,7 @@ def load_pair(
         )  # fmt: skip
     model = large or small
     k = model.num_defect
-    classes = list((large and large.classes) or small.classes or [])
+    classes = list(model.classes or small.classes or [])
     if len(classes) != k:
         classes = [f"class_{i}" for i in range(1, k + 1)]
     return ModelPair(
