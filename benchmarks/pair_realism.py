@@ -2,13 +2,8 @@
 Do the generated defects look like the real ones? Per class, real training pairs against sample folders.
 
 For every pair and its defect class (the mask's most frequent class) it measures, at the benchmark's
-resolution:
-
-- score: the sample score (``defect_gen.sampling.score``: the mask's border contrast minus its chance
-  level, gray levels), so how strongly the region stands out from its surroundings;
-- step: the mean gray level inside the mask minus the mean in a ring around it (signed: dark defects < 0);
-- texture: the fine texture inside the mask (mean |gray - its 3 x 3 mean|, ``seam.fine_detail``) divided
-  by the same outside it: 1 is the surface's own texture; a region drawn flat is well below 1.
+resolution, the score, the step and the texture of ``defect_gen.evaluation.realism`` (the measures
+``scripts/evaluate.py --synthetic_select realistic`` selects by).
 
 It prints the medians per class, real pairs first, as a markdown table. The real pairs are the training
 pairs only (the first ``--num_train_per_type`` of each type, as ``scripts/evaluate.py`` selects them):
@@ -28,30 +23,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from defect_gen.evaluation.data import load_real_split, load_synthetic  # noqa: E402
+from defect_gen.evaluation.realism import pair_measures  # noqa: E402
 from defect_gen.fileio import write_png  # noqa: E402
-from defect_gen.sampling.checks import ring_around  # noqa: E402
-from defect_gen.sampling.score import default_ring, pair_score, to_gray  # noqa: E402
-from defect_gen.sampling.seam import fine_detail  # noqa: E402
-
-
-def pair_measures(rgb, index_map):
-    """
-    Give (class, score, step, texture) of one pair (see the module's text); None without a defect.
-
-    :param rgb: uint8 [H x W x 3]; :param index_map: integer [H x W] class map (0 = background).
-    """
-    index_map = np.asarray(index_map)
-    mask = index_map > 0
-    if not mask.any() or mask.all():
-        return None
-    gray = to_gray(rgb)
-    cls = int(np.bincount(index_map[mask]).argmax())
-    ring = default_ring(max(mask.shape))
-    step = gray[mask].mean() - gray[ring_around(mask, ring)].mean()
-    texture = np.abs(fine_detail(gray))
-    outside = texture[~mask].mean()
-    ratio = float(texture[mask].mean() / outside) if outside > 0 else float("nan")
-    return cls, pair_score(gray, index_map), float(step), ratio
 
 
 def class_medians(pairs, num_defect):

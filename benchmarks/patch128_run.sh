@@ -2,7 +2,7 @@
 # docs/results.md runs 4 and 5: the CPU patch recipe's sets and the benchmark at 128 px, this checkout.
 # Needs the two generators trained as README "A CPU patch recipe" says, in $R/small and $R/large, and
 # for the longer stage the small one trained on to 9000 steps in $R/small9k.
-# Stages (STAGE=sample|seams|tune|evaluate|texture|sweep|band|longer|flip8|all):
+# Stages (STAGE=sample|seams|tune|evaluate|texture|sweep|band|longer|flip8|pool200|realistic|all):
 #   sample    the benchmark set (PER_CLASS x 5 pairs) and three small sets that compare the large model
 #             skipped / downscaled and the band harmonized or not
 #   seams     their seam figures
@@ -19,6 +19,11 @@
 #             benchmark set drawn with --band 2, and with --band 2 --mask_transform flip (each training
 #             mask only mirrored, kept at its place), their realism and rows d, SEEDS seeds
 #   flip8     the 9000-step model with the default 8 px band and --mask_transform flip: realism, row d
+#   pool200   the README recipe's set at 4 x the size: 200 pairs (--per_class 40) from the 9000-step
+#             model alone, --band 2 --mask_transform flip, under mpirun -n 2; realism, then rows d and
+#             e with all 200 pairs at share 0.25, SEEDS seeds
+#   realistic from that pool of 200, the N pairs (10 per class) whose defects are nearest the real
+#             training pairs of their class in step and texture (--synthetic_select realistic): row d
 # Every segmenter training is kept in $R/cache (evaluate --cache), so a stage stopped midway resumes where
 # it stopped, and the stages share the rows they have in common (the baselines train once).
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
@@ -35,7 +40,7 @@ SET="inpaint128=$R/s/inpaint128"
 N=$((5 * PER_CLASS))
 
 run() { [ "$STAGE" = "$1" ] || [ "$STAGE" = all ]; }
-need_mpirun() {  # the longer and flip8 stages sample on both cores
+need_mpirun() {  # the longer, flip8 and pool200 stages sample on both cores
   command -v mpirun >/dev/null || { echo "mpirun not found: put .venv/bin on PATH"; exit 1; }
 }
 
@@ -105,4 +110,22 @@ if run flip8; then
   $E --tuned $R/tune128/tune.json --synthetic flip8_128_9k=$R/s/flip8_128_9k --synthetic_count $N \
     --synthetic_share 0.25 --seeds "$SEEDS" --baselines real,copy_paste --regimes d \
     --out $R/eval128_flip8 || exit 1
+fi
+if run pool200; then
+  need_mpirun
+  mpirun -n 2 $PY scripts/sample.py --small_recep $R/small9k --timestep_respacing 50 --batch_size 25 \
+    --device cpu --no_progress --mode inpaint --mask_source train --size 128 --data_dir $DATA \
+    --per_class $((4 * PER_CLASS)) --band 2 --mask_transform flip --sample_dir $R/s/flip200_128_9k || exit 1
+  $PY benchmarks/pair_realism.py --data_dir "$DATA" --resolution 128 $R/s/flip_128_9k \
+    $R/s/flip200_128_9k || exit 1
+  for regime in d e; do
+    $E --tuned $R/tune128/tune.json --synthetic flip200_128_9k=$R/s/flip200_128_9k \
+      --synthetic_count $((4 * N)) --synthetic_share 0.25 --seeds "$SEEDS" --baselines real,copy_paste \
+      --regimes $regime --out $R/eval128_pool200_$regime || exit 1
+  done
+fi
+if run realistic; then
+  $E --tuned $R/tune128/tune.json --synthetic flip200_realistic=$R/s/flip200_128_9k \
+    --synthetic_count $N --synthetic_select realistic --synthetic_share 0.25 --seeds "$SEEDS" \
+    --baselines real,copy_paste --regimes d --out $R/eval128_realistic || exit 1
 fi

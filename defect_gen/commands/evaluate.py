@@ -24,8 +24,9 @@ the other real pairs; both: onto good images and real pairs.
 How much synthetic data: --synthetic_count 25,100,400 gives rows of that many distinct pairs per set
 (chosen by --synthetic_select); --synthetic_share 0.25,0.5 makes the synthetic pairs that fraction
 of every batch; rows are keyed d:NAME@n=COUNT,share=SHARE. Filtered against unfiltered sets:
---synthetic_select scored (each class's best-scoring pairs) against balanced, or two --synthetic
-NAME=DIR folders.
+--synthetic_select scored (each class's best-scoring pairs) or realistic (each class's defects
+nearest the real training ones in step and texture) against balanced, or two --synthetic NAME=DIR
+folders.
 
 Resuming: every finished segmenter training is kept in --cache (default OUT/runs) under a digest of
 the training code, its pairs, settings, seed and augmentations; a re-run trains only what is missing,
@@ -35,8 +36,8 @@ and runs sharing the folder share their common rows.
         --out DIR [--resolution 128] [--seeds 10] [--synthetic_ratio 1 | 0.5,1,2,3] \
         [--synthetic_count 25,100,400] [--synthetic_share 0.25,0.5] [--num_good N] \
         [--copy_paste_target good|defective|both] [--copy_paste_blend alpha|poisson] \
-        [--synthetic_select first|defect|balanced|scored] [--baselines real,classic,copy_paste] \
-        [--regimes d,e] [--allow_overlap]
+        [--synthetic_select first|defect|balanced|scored|realistic] \
+        [--baselines real,classic,copy_paste] [--regimes d,e] [--allow_overlap]
     python scripts/evaluate.py --data_dir D --num_train_per_type 5 --out DIR --tune \
         [--tune_grid "lr=5e-4,1e-3,2e-3;dice_weight=0,1"] [--tune_folds 3] \
         [--tune_baseline_grid "with_good=0,1;copy_paste_probability=0.5,1;..."]
@@ -184,7 +185,9 @@ def parse_args(argv=None):
         help="first: file order; defect: pairs holding a defect; balanced: defect pairs filling "
         "per-class quotas in proportion to the real training classes; scored: the same quotas "
         "filled with each class's best-scoring pairs (the sample score: how clearly the image "
-        "shows its mask), for filtered against unfiltered sets",
+        "shows its mask), for filtered against unfiltered sets; realistic: the same quotas "
+        "filled with the pairs whose defects are nearest the real training pairs of their class "
+        "in step (gray level against the surroundings) and texture",
     )
     p.add_argument(
         "--baselines",

@@ -1,8 +1,10 @@
 """
 Which synthetic pairs a regime uses: `first` (file order), `defect` (only pairs whose mask holds a
 defect), `balanced` (defect pairs filling per-class quotas in proportion to the real training
-set's class shares, in file order) or `scored` (the same quotas, each filled with the class's
-highest-scoring pairs: defect_gen.sampling.score, how clearly the image shows its mask).
+set's class shares, in file order), `scored` (the same quotas, each filled with the class's
+highest-scoring pairs: defect_gen.sampling.score, how clearly the image shows its mask) or
+`realistic` (the same quotas, each filled with the pairs nearest the real training pairs of their
+class by step and texture: defect_gen.evaluation.realism).
 
 A pair's class is its mask's dominant defect class (most pixels; ties to the lower index); a mask
 without defect pixels has class 0. Quotas split the wanted count by the largest-remainder rule.
@@ -10,7 +12,7 @@ without defect pixels has class 0. Quotas split the wanted count by the largest-
 
 import numpy as np
 
-SELECTIONS = ("first", "defect", "balanced", "scored")
+SELECTIONS = ("first", "defect", "balanced", "scored", "realistic")
 
 
 def dominant_classes(masks, num_defect):
@@ -40,7 +42,9 @@ def largest_remainder(total, shares):
     return [int(q) for q in quotas]
 
 
-def select_synthetic(syn_masks, real_masks, *, num_defect, want, how, scores=None):
+def select_synthetic(
+    syn_masks, real_masks, *, num_defect, want, how, scores=None, distances=None
+):
     """
     Give (indices, record) of the synthetic pairs a regime uses.
 
@@ -50,6 +54,8 @@ def select_synthetic(syn_masks, real_masks, *, num_defect, want, how, scores=Non
     :param how: one of SELECTIONS.
     :param scores: for `scored`, [M] pair scores (None: no defect); higher is kept first, ties in
         file order.
+    :param distances: for `realistic`, [M] realism distances (None: not measurable); lower is kept
+        first, ties in file order.
     :return: indices in file order; record {how, want, used, per_class: [{class, quota, available,
         used}] (class 1..K), defect_free_available, shortfalls: [plain sentences]}.
     """
@@ -73,6 +79,10 @@ def select_synthetic(syn_masks, real_masks, *, num_defect, want, how, scores=Non
             if scores is None or len(scores) != len(syn_cls):
                 raise ValueError("selection scored needs one score per synthetic pair")
             order = sorted(order, key=lambda i: -np.inf if scores[i] is None else -scores[i])
+        if how == "realistic":
+            if distances is None or len(distances) != len(syn_cls):
+                raise ValueError("selection realistic needs one realism distance per synthetic pair")
+            order = sorted(order, key=lambda i: np.inf if distances[i] is None else distances[i])
         for i in order:
             k = syn_cls[i]
             if k and taken[k - 1] < quotas[k - 1]:

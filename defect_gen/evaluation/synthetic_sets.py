@@ -17,6 +17,7 @@ from .amount import amounts
 from .data import load_synthetic
 from .guard import ValidationIdentity, allowed_problem, check_synthetic_set
 from .plan import ratios
+from .realism import class_references, realism_distances
 from .selection import select_synthetic, shortfall_sentences
 
 logger = logging.getLogger(__name__)
@@ -47,9 +48,14 @@ def load_sets(config, sets, real, timings):
         for problem in guard["problems"]:
             logger.warning("synthetic set %s: %s", name, problem)
         selections = {}
-        scores = None
+        scores = distances = None
         if config.synthetic_select == "scored":
             scores = [score_of(i, m) for i, m in zip(synthetic.pairs.images, synthetic.pairs.masks)]
+        if config.synthetic_select == "realistic":  # against the training pairs only
+            references = class_references(real.train.images, real.train.masks, real.num_defect)
+            distances = realism_distances(
+                synthetic.pairs.images, synthetic.pairs.masks, references
+            )
         for am in rows:
             r = am.ratio
             want = am.want(len(real.train))
@@ -65,6 +71,7 @@ def load_sets(config, sets, real, timings):
                 want=want,
                 how=config.synthetic_select,
                 scores=scores,
+                distances=distances,
             )
             record["ratio"] = r
             record["count"], record["share"] = am.count, am.share
@@ -80,6 +87,8 @@ def load_sets(config, sets, real, timings):
             record["files"] = [synthetic.pairs.names[i] for i in indices]
             if scores is not None:
                 record["scores"] = [scores[i] for i in indices]
+            if distances is not None:
+                record["realism_distances"] = [distances[i] for i in indices]
             selections[am] = (synthetic.pairs.subset(indices), record)
             logger.info(
                 "synthetic set %s: %d pairs, %d selected (%s) for %s",
