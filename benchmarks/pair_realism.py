@@ -23,7 +23,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from defect_gen.evaluation.data import load_real_split, load_synthetic  # noqa: E402
-from defect_gen.evaluation.realism import pair_measures  # noqa: E402
+from defect_gen.evaluation.realism import (  # noqa: E402
+    class_references,
+    pair_measures,
+    realism_distances,
+)
+from defect_gen.evaluation.selection import select_synthetic  # noqa: E402
 from defect_gen.fileio import write_png  # noqa: E402
 
 
@@ -78,6 +83,12 @@ def main():
         help="also write a PNG: a row per class, its first 4 real training pairs, then the first 4 of "
         "every folder",
     )
+    p.add_argument(
+        "--realistic",
+        type=int,
+        help="also measure (and draw) the N pairs of every folder that scripts/evaluate.py "
+        "--synthetic_count N --synthetic_select realistic trains on",
+    )
     args = p.parse_args()
     real = load_real_split(
         args.data_dir,
@@ -86,15 +97,21 @@ def main():
         load_val=False,
     )
     sources = [("real training pairs", real.train)]
+    references = class_references(real.train.images, real.train.masks, real.num_defect)
     for folder in args.folders:
-        sources.append(
-            (
-                folder,
-                load_synthetic(
-                    folder, num_defect=real.num_defect, resolution=args.resolution
-                ).pairs,
+        pairs = load_synthetic(folder, num_defect=real.num_defect, resolution=args.resolution).pairs
+        sources.append((folder, pairs))
+        if args.realistic:
+            distances = realism_distances(pairs.images, pairs.masks, references)
+            kept, _ = select_synthetic(
+                pairs.masks,
+                real.train.masks,
+                num_defect=real.num_defect,
+                want=args.realistic,
+                how="realistic",
+                distances=distances,
             )
-        )
+            sources.append((f"{folder} (realistic {args.realistic})", pairs.subset(kept)))
     print("| class | pairs | count | score | step (in - ring) | texture in / out |")
     print("|---|---|---|---|---|---|")
     medians = [(name, class_medians(pairs, real.num_defect)) for name, pairs in sources]
