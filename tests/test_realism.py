@@ -1,11 +1,14 @@
 """Tests of the realism measures and of --synthetic_select realistic, against hand-built oracles."""
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_script, run_command, run_error
 from test_evaluation import write_generator, write_official_dataset, write_synthetic
 
+from defect_gen.errors import SampleFolderError
 from defect_gen.evaluation.data import load_real_split
 from defect_gen.evaluation.plan import EvalConfig
 from defect_gen.evaluation.realism import (
@@ -17,6 +20,7 @@ from defect_gen.evaluation.realism import (
 from defect_gen.evaluation.runner import run_evaluation
 from defect_gen.evaluation.segtrain import TrainSettings
 from defect_gen.evaluation.selection import select_synthetic
+from defect_gen.sampling.folder import check_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -159,3 +163,81 @@ def test_evaluate_selects_realistic_pairs_by_the_training_pairs_only(tmp_path):
     kept = [int(Path(name).stem) for name in sel["files"]]
     assert kept == [1, 3, 5, 7]
     assert sel["realism_distances"] == [expected[i] for i in kept]
+
+
+def _candidate_pool(tmp_path, data):
+    """A sample folder of 8 candidates (4 per class): real-looking copies at odd indices."""
+    split = load_real_split(data, num_train_per_type=2, resolution=SIDE)
+    pairs = []
+    for rgb, index_map in zip(split.train.images, split.train.masks):
+        gray = rgb[..., 0].astype(np.int64)
+        far = np.clip(gray + 80 * (index_map > 0), 0, 255).astype(np.uint8)
+        pairs += [(_rgb(far), index_map), (rgb, index_map)]
+    return split, pairs, write_synthetic(
+        tmp_path / "pool", pairs, generation=write_generator(tmp_path / "gen", data, 2)
+    )
+
+
+def test_select_pairs_copies_what_evaluate_would_train_on(tmp_path):
+    data = write_official_dataset(tmp_path / "data", per_type=4, size=(SIDE, SIDE))
+    split, pairs, pool = _candidate_pool(tmp_path, data)
+    manifest = json.loads((pool / "manifest.json").read_text())
+    manifest["scores"] = [float(i) for i in range(len(pairs))]
+    manifest["samples"] = [{"index": i, "mask": {"source": f"m{i}"}} for i in range(len(pairs))]
+    (pool / "manifest.json").write_text(json.dumps(manifest))
+    dest = tmp_path / "kept"
+    args = ["--source", str(pool), "--dest", str(dest), "--count", "4", "--data_dir", str(data),
+            "--num_train_per_type", "2", "--resolution", str(SIDE)]  # fmt: skip
+    assert run_command(load_script("select_pairs").main, args) == 0
+    # the pairs evaluate --synthetic_select realistic picks, by its own code path
+    refs = class_references(split.train.images, split.train.masks, split.num_defect)
+    d = realism_distances([p[0] for p in pairs], [p[1] for p in pairs], refs)
+    expected, _ = select_synthetic(
+        np.stack([p[1] for p in pairs]), split.train.masks, num_defect=2, want=4,
+        how="realistic", distances=d,
+    )  # fmt: skip
+    assert expected == [1, 3, 5, 7]
+    for i, j in enumerate(expected):  # byte for byte, renumbered 0..3
+        for sub in ("images", "masks"):
+            name = f"{sub}/{i:06d}.png"
+            assert (dest / name).read_bytes() == (pool / f"{sub}/{j:06d}.png").read_bytes()
+    assert sorted(p.name for p in (dest / "images").iterdir()) == [f"{i:06d}.png" for i in range(4)]
+    kept = json.loads((dest / "manifest.json").read_text())
+    assert kept["num_samples"] == 4 and kept["generation"] == manifest["generation"]
+    assert kept["scores"] == [float(j) for j in expected]
+    assert [s["mask"]["source"] for s in kept["samples"]] == [f"m{j}" for j in expected]
+    assert [s["index"] for s in kept["samples"]] == [0, 1, 2, 3]
+    record = kept["selected_from"]
+    assert [k["source_index"] for k in record["kept"]] == expected
+    assert [k["seed"] for k in record["kept"]] == expected  # seed 0 + j
+    assert [k["distance"] for k in record["kept"]] == [d[j] for j in expected]
+    assert [k["class"] for k in record["kept"]] == ["class_1", "class_1", "class_2", "class_2"]
+    # the sampler refuses to add samples to it
+    with pytest.raises(SampleFolderError, match="selected from .*select_pairs.py"):
+        check_folder(str(dest), kept["generation"])
+
+
+def test_select_pairs_refuses_bad_input_and_writes_nothing(tmp_path, capsys):
+    data = write_official_dataset(tmp_path / "data", per_type=4, size=(SIDE, SIDE))
+    _, _, pool = _candidate_pool(tmp_path, data)
+    main = load_script("select_pairs").main
+
+    def run(dest, *extra):
+        args = ["--source", str(pool), "--dest", str(dest), "--data_dir", str(data),
+                "--num_train_per_type", "2", "--resolution", str(SIDE), *extra]  # fmt: skip
+        code, lines = run_error(main, args, capsys)
+        assert code == 2
+        return [line for line in lines if line.startswith("error:")]
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "mine.txt").write_text("keep me")
+    assert run(busy, "--count", "2") == [
+        f"error: {busy}: exists and is not an empty folder; give a new --dest"
+    ]
+    assert sorted(p.name for p in busy.iterdir()) == ["mine.txt"]
+    assert run(tmp_path / "new", "--count", "9") == [f"error: --count 9: {pool} holds only 8 pairs"]
+    assert not (tmp_path / "new").exists()
+    (pool / "masks" / "000003.png").unlink()
+    (error,) = run(tmp_path / "new", "--count", "2")
+    assert "000003.png: mask missing" in error and not (tmp_path / "new").exists()

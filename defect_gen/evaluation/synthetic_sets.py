@@ -23,6 +23,21 @@ from .selection import select_synthetic, shortfall_sentences
 logger = logging.getLogger(__name__)
 
 
+def selection_measures(how, pairs, train, num_defect):
+    """
+    Give (scores, distances) that selection `how` ranks the PairSet `pairs` by: the sample scores for
+    `scored`, the realism distances to the real training PairSet `train` for `realistic` (never the
+    reported images), else None.
+    """
+    scores = distances = None
+    if how == "scored":
+        scores = [score_of(i, m) for i, m in zip(pairs.images, pairs.masks)]
+    if how == "realistic":
+        references = class_references(train.images, train.masks, num_defect)
+        distances = realism_distances(pairs.images, pairs.masks, references)
+    return scores, distances
+
+
 def load_sets(config, sets, real, timings):
     """Give per set {folder, pairs, manifest, guard, selections}; refuse on guard problems."""
     out = {}
@@ -48,14 +63,9 @@ def load_sets(config, sets, real, timings):
         for problem in guard["problems"]:
             logger.warning("synthetic set %s: %s", name, problem)
         selections = {}
-        scores = distances = None
-        if config.synthetic_select == "scored":
-            scores = [score_of(i, m) for i, m in zip(synthetic.pairs.images, synthetic.pairs.masks)]
-        if config.synthetic_select == "realistic":  # against the training pairs only
-            references = class_references(real.train.images, real.train.masks, real.num_defect)
-            distances = realism_distances(
-                synthetic.pairs.images, synthetic.pairs.masks, references
-            )
+        scores, distances = selection_measures(
+            config.synthetic_select, synthetic.pairs, real.train, real.num_defect
+        )
         for am in rows:
             r = am.ratio
             want = am.want(len(real.train))

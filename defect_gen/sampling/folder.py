@@ -126,6 +126,12 @@ def check_folder(sample_dir, params):
                 f"another --sample_dir or pass --overwrite"
             )
         return
+    if "selected_from" in manifest:
+        raise SampleFolderError(
+            f"{manifest_path(sample_dir)}: holds pairs selected from "
+            f"{manifest['selected_from'].get('folder')} (scripts/select_pairs.py), not a sampling "
+            f"run; use another --sample_dir"
+        )
     old = manifest["generation"]
     new = json.loads(json.dumps(params))
     if old != new:
