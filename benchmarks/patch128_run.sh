@@ -23,7 +23,9 @@
 #             model alone, --band 2 --mask_transform flip, under mpirun -n 2; realism, then rows d and
 #             e with all 200 pairs at share 0.25, SEEDS seeds
 #   realistic from that pool of 200, the N pairs (10 per class) whose defects are nearest the real
-#             training pairs of their class in step and texture (--synthetic_select realistic): row d
+#             training pairs of their class in step and texture (--synthetic_select realistic): rows d
+#             and e, and the same pairs copied by scripts/select_pairs.py (row d from the cache: the
+#             same pairs give the same trainings)
 # Every segmenter training is kept in $R/cache (evaluate --cache), so a stage stopped midway resumes where
 # it stopped, and the stages share the rows they have in common (the baselines train once).
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
@@ -127,5 +129,10 @@ fi
 if run realistic; then
   $E --tuned $R/tune128/tune.json --synthetic flip200_realistic=$R/s/flip200_128_9k \
     --synthetic_count $N --synthetic_select realistic --synthetic_share 0.25 --seeds "$SEEDS" \
-    --baselines real,copy_paste --regimes d --out $R/eval128_realistic || exit 1
+    --baselines real,copy_paste --regimes d,e --out $R/eval128_realistic || exit 1
+  [ -d $R/s/realistic50_128_9k ] || $PY scripts/select_pairs.py --source $R/s/flip200_128_9k \
+    --dest $R/s/realistic50_128_9k --count $N --select realistic --data_dir "$DATA" || exit 1
+  $E --tuned $R/tune128/tune.json --synthetic flip200_realistic=$R/s/realistic50_128_9k \
+    --synthetic_count $N --synthetic_share 0.25 --seeds "$SEEDS" --baselines real,copy_paste \
+    --regimes d --out $R/eval128_selected || exit 1
 fi
