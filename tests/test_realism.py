@@ -241,3 +241,27 @@ def test_select_pairs_refuses_bad_input_and_writes_nothing(tmp_path, capsys):
     (pool / "masks" / "000003.png").unlink()
     (error,) = run(tmp_path / "new", "--count", "2")
     assert "000003.png: mask missing" in error and not (tmp_path / "new").exists()
+
+
+def test_select_pairs_stopped_midway_leaves_no_dest(tmp_path, capsys, monkeypatch):
+    data = write_official_dataset(tmp_path / "data", per_type=4, size=(SIDE, SIDE))
+    _, _, pool = _candidate_pool(tmp_path, data)
+    from defect_gen.sampling import folder
+
+    def full_disk(sample_dir, indices, num_defect):
+        raise OSError(28, "No space left on device", str(sample_dir))
+
+    monkeypatch.setattr(folder, "write_grid", full_disk)
+    dest = tmp_path / "kept"
+    args = ["--source", str(pool), "--dest", str(dest), "--count", "4", "--data_dir", str(data),
+            "--num_train_per_type", "2", "--resolution", str(SIDE)]  # fmt: skip
+    code, lines = run_error(load_script("select_pairs").main, args, capsys)
+    assert code == 2 and [line for line in lines if "No space left" in line]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "gen", "pool"]  # no dest, no partial
+    # a source of other classes than the real data's is refused by name
+    manifest = json.loads((pool / "manifest.json").read_text())
+    manifest["classes"] = ["dent", "scratch"]
+    (pool / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.undo()
+    code, lines = run_error(load_script("select_pairs").main, args, capsys)
+    assert code == 2 and "differ from the real data's" in lines[-1] and not dest.exists()

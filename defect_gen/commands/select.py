@@ -14,7 +14,8 @@ are read (the first --num_train_per_type per type, as evaluate splits them): the
 quotas, their defects the reference. The pairs are measured at --resolution, as evaluate measures
 them, and copied byte for byte at their own size.
 
---dest must be new or empty; nothing is written when an input is wrong. Its manifest.json is the
+--dest must be new or empty; nothing is written when an input is wrong, and the pairs are written
+beside it first, so a stopped run leaves no half-filled --dest. Its manifest.json is the
 source's, restricted to the kept pairs (samples, scores), with `selected_from` naming the source
 folder, the rule and per kept pair its source index, seed, class and distance or score.
 scripts/sample.py refuses to add samples to such a folder.
@@ -22,6 +23,7 @@ scripts/sample.py refuses to add samples to such a folder.
 
 import logging
 import os
+import shutil
 import sys
 
 import blobfile as bf
@@ -35,7 +37,7 @@ from ..evaluation.selection import (
     shortfall_sentences,
 )
 from ..evaluation.synthetic_sets import selection_measures
-from ..fileio import absolute_path
+from ..fileio import absolute_path, is_local_path
 from ..logger import configure_logging
 from ..sampling import folder
 from .cli import make_parser, run_cli
@@ -72,7 +74,17 @@ def main(argv=None):
         resolution=args.resolution,
         load_val=False,
     )
+    classes = manifest.get("classes")
+    if classes is not None and list(classes) != list(real.classes):
+        raise EvaluationError(
+            f"{folder.manifest_path(args.source)}: classes {classes} differ from the real data's "
+            f"{real.classes} ({args.data_dir})"
+        )
     pairs = load_synthetic(args.source, num_defect=real.num_defect, resolution=args.resolution).pairs
+    stems = [os.path.splitext(os.path.basename(name))[0] for name in pairs.names]
+    odd = [name for name, stem in zip(pairs.names, stems) if not stem.isdigit()]
+    if odd:
+        raise EvaluationError(f"{odd[0]}: not a sample file name (NNNNNN.png)")
     if args.count > len(pairs):
         raise EvaluationError(f"--count {args.count}: {args.source} holds only {len(pairs)} pairs")
     scores, distances = selection_measures(args.select, pairs, real.train, real.num_defect)
@@ -87,11 +99,24 @@ def main(argv=None):
     )
     for sentence in shortfall_sentences(record, real.classes):
         logger.warning("%s: %s", args.source, sentence)
-    sources = [int(os.path.splitext(os.path.basename(pairs.names[j]))[0]) for j in kept]
+    if not kept:
+        raise EvaluationError(
+            f"{args.source}: no pair holds a defect of a class the real training pairs have"
+        )
+    sources = [int(stems[j]) for j in kept]
     kept_classes = dominant_classes(pairs.masks[kept], real.num_defect)
-    write_selection(
-        args, manifest, (kept, sources, kept_classes), record, (scores, distances), real.classes
-    )
+    chosen = (kept, sources, kept_classes)
+    if not is_local_path(args.dest):
+        write_selection(args.dest, args, manifest, chosen, record, (scores, distances), real.classes)
+    else:  # written beside it first, so a stopped run leaves no half-filled --dest
+        partial = f"{os.path.abspath(args.dest)}.partial-{os.getpid()}"
+        try:
+            write_selection(partial, args, manifest, chosen, record, (scores, distances), real.classes)
+            if os.path.isdir(args.dest):
+                os.rmdir(args.dest)  # empty, as checked above
+            os.replace(partial, args.dest)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)  # ours; gone after the rename
     logger.info(
         "%s: %d of %d pairs kept (%s) in %s", args.source, len(kept), len(pairs), args.select,
         args.dest,
@@ -107,9 +132,9 @@ def _source_seed(manifest, j):
     return int(manifest["generation"].get("seed", 0)) + j
 
 
-def write_selection(args, manifest, chosen, record, measures, classes):
+def write_selection(dest, args, manifest, chosen, record, measures, classes):
     """
-    Copy the kept pairs to args.dest as samples 0, 1, .. and write its grid and manifest last.
+    Copy the kept pairs to `dest` as samples 0, 1, .. and write its grid and manifest last.
 
     :param chosen: (positions in the loaded pairs, source sample indices, dominant classes).
     :param measures: (scores, distances) of every loaded pair, each None unless ranked by.
@@ -117,7 +142,7 @@ def write_selection(args, manifest, chosen, record, measures, classes):
     kept, sources, kept_classes = chosen
     scores, distances = measures
     for i, j in enumerate(sources):
-        src, dst = folder.sample_files(args.source, j), folder.sample_files(args.dest, i)
+        src, dst = folder.sample_files(args.source, j), folder.sample_files(dest, i)
         for sub, path in src.items():
             if not bf.exists(path):
                 if sub == "masks_rgb":
@@ -163,9 +188,9 @@ def write_selection(args, manifest, chosen, record, measures, classes):
         "kept": entries,
     }
     indices = list(range(len(sources)))
-    out["generated_mask_stats"] = folder.folder_mask_stats(args.dest, indices, num_defect)
-    folder.write_grid(args.dest, indices, num_defect)
-    folder.write_manifest(args.dest, out)
+    out["generated_mask_stats"] = folder.folder_mask_stats(dest, indices, num_defect)
+    folder.write_grid(dest, indices, num_defect)
+    folder.write_manifest(dest, out)
 
 
 def entry():
