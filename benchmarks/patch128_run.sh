@@ -1,8 +1,8 @@
 #!/bin/bash
-# docs/results.md runs 4 and 5: the CPU patch recipe's sets and the benchmark at 128 px, this checkout.
+# docs/results.md runs 4 to 7: the CPU patch recipe's sets and the benchmark at 128 px, this checkout.
 # Needs the two generators trained as README "A CPU patch recipe" says, in $R/small and $R/large, and
 # for the longer stage the small one trained on to 9000 steps in $R/small9k.
-# Stages (STAGE=sample|seams|tune|evaluate|texture|sweep|band|longer|flip8|pool200|realistic|all):
+# Stages (STAGE=sample|seams|tune|evaluate|texture|sweep|band|longer|flip8|pool200|realistic|confirm20|all):
 #   sample    the benchmark set (PER_CLASS x 5 pairs) and three small sets that compare the large model
 #             skipped / downscaled and the band harmonized or not
 #   seams     their seam figures
@@ -26,12 +26,15 @@
 #             training pairs of their class in step and texture (--synthetic_select realistic): rows d
 #             and e, and the same pairs copied by scripts/select_pairs.py (row d from the cache: the
 #             same pairs give the same trainings)
+#   confirm20 the verdict rows a, a+good, c and d (the README recipe's set: the select_pairs.py copy of the
+#             realistic 50) on CONFIRM_SEEDS seeds (20: seeds 0-9 from the cache, 10-19 new), a length
+#             fixed before any of seeds 10-19 was trained (docs/results.md run 7)
 # Every segmenter training is kept in $R/cache (evaluate --cache), so a stage stopped midway resumes where
 # it stopped, and the stages share the rows they have in common (the baselines train once).
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 cd "$(dirname "$0")/.." || exit 1
 R=${R:-$HOME/defect-gen-runs/p128}; DATA=${DATA:-../shared/data/magnetic_tile_dev}; PY=${PYTHON:-python}
-SEEDS=${SEEDS:-10}; SWEEP_SEEDS=${SWEEP_SEEDS:-$SEEDS}; WORKERS=${WORKERS:-2}; STAGE=${STAGE:-all}
+SEEDS=${SEEDS:-10}; CONFIRM_SEEDS=${CONFIRM_SEEDS:-20}; SWEEP_SEEDS=${SWEEP_SEEDS:-$SEEDS}; WORKERS=${WORKERS:-2}; STAGE=${STAGE:-all}
 PER_CLASS=${PER_CLASS:-10}; PER_CLASS_CMP=${PER_CLASS_CMP:-2}
 SAMPLE="$PY scripts/sample.py --large_recep $R/large --step_inference 400 --timestep_respacing 50 \
    --batch_size 25 --device cpu --no_progress --mode inpaint --mask_source train --size 128 --data_dir $DATA"
@@ -135,4 +138,9 @@ if run realistic; then
   $E --tuned $R/tune128/tune.json --synthetic flip200_realistic=$R/s/realistic50_128_9k \
     --synthetic_count $N --synthetic_share 0.25 --seeds "$SEEDS" --baselines real,copy_paste \
     --regimes d --out $R/eval128_selected || exit 1
+fi
+if run confirm20; then
+  $E --tuned $R/tune128/tune.json --synthetic flip200_realistic=$R/s/realistic50_128_9k \
+    --synthetic_count $N --synthetic_share 0.25 --seeds "$CONFIRM_SEEDS" --baselines real,copy_paste \
+    --regimes d --out $R/eval128_confirm20 || exit 1
 fi
