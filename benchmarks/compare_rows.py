@@ -6,6 +6,8 @@ without background with its t-based 95% interval and verdict, as the reports giv
     python benchmarks/compare_rows.py R/scored128/report.json "d:inpaint128@n=25,share=0.25" \
         R/sweep128_count/report.json "d:inpaint128@n=25,share=0.25"
 
+`--seeds 10-19` keeps only those seeds (e.g. the seeds a longer run added, as a replication).
+
 Both rows must come from the same data, resolution, segmenter settings and seeds (checked), so that
 seed s of one and seed s of the other start from the same weights and see the same real batches.
 """
@@ -36,12 +38,25 @@ def load_row(path, key):
     return report["config"], rows[key]
 
 
+def seed_range(text):
+    """'10-19' -> range(10, 20); '3' -> range(3, 4)."""
+    first, _, last = text.partition("-")
+    try:
+        first, last = int(first), int(last or first)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not FIRST-LAST (e.g. 10-19)") from None
+    if first < 0 or last < first:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= FIRST <= LAST")
+    return range(first, last + 1)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("report", help="report.json of the row")
     p.add_argument("row", help="its row key")
     p.add_argument("base_report", help="report.json of the row it is compared with")
     p.add_argument("base_row", help="that row's key")
+    p.add_argument("--seeds", type=seed_range, help="only these seeds, FIRST-LAST (default: all in common)")
     args = p.parse_args(argv)
     config, row = load_row(args.report, args.row)
     base_config, base = load_row(args.base_report, args.base_row)
@@ -51,6 +66,11 @@ def main(argv=None):
             sys.exit(f"error: the reports differ in {key}: {config.get(key)} / {theirs}")
     by_seed = {r["seed"]: r["miou_fg"] for r in base["per_seed"]}
     seeds = [r["seed"] for r in row["per_seed"] if r["seed"] in by_seed]
+    if args.seeds is not None:
+        missing = [s for s in args.seeds if s not in seeds]
+        if missing:
+            sys.exit(f"error: seeds {', '.join(map(str, missing))} are not in both rows")
+        seeds = list(args.seeds)
     if len(seeds) < 2:
         sys.exit("error: fewer than two seeds in common")
     mine = {r["seed"]: r["miou_fg"] for r in row["per_seed"]}

@@ -170,6 +170,12 @@ def test_balanced_selection_fills_hand_computed_quotas():
     )
     assert [c["quota"] for c in record["per_class"]] == [4, 1, 0]
     assert indices == [2, 3, 6, 8, 9]
+    # a defect pair with no score ranks below every scored one: unscoring 6 lets 7 in
+    unscored = scores[:6] + [None] + scores[7:]
+    indices, _ = select_synthetic(
+        np.stack(syn), real, num_defect=3, want=5, how="scored", scores=unscored
+    )
+    assert indices == [2, 3, 7, 8, 9]
     with pytest.raises(ValueError, match="one score per"):
         select_synthetic(np.stack(syn), real, num_defect=3, want=5, how="scored")
 
@@ -410,6 +416,14 @@ def test_compare_rows_pairs_seeds_across_reports(tmp_path, capsys):
     other = report(tmp_path / "c.json", "d:all", [0.4, 0.4, 0.4], resolution=64)
     with pytest.raises(SystemExit, match="differ in resolution"):
         module.main([top, "d:top", other, "d:all"])
+    # --seeds keeps a range: seeds 1-2 give deltas 0.2, 0.3, mean 0.25, std 0.0707, t(1) = 12.706.
+    assert module.main([top, "d:top", base, "d:all", "--seeds", "1-2"]) == 0
+    out = capsys.readouterr().out
+    assert "+0.250 mIoU w/o background, 95% interval [-0.385, +0.885] over seeds 1-2 (2)" in out
+    with pytest.raises(SystemExit, match="seeds 3, 4 are not in both rows"):
+        module.main([top, "d:top", base, "d:all", "--seeds", "2-4"])
+    with pytest.raises(SystemExit):
+        module.main([top, "d:top", base, "d:all", "--seeds", "4-2"])
     with pytest.raises(SystemExit, match="no row 'e'"):
         module.main([top, "e", base, "d:all"])
     with pytest.raises(SystemExit, match="missing.json: cannot read"):

@@ -30,6 +30,20 @@ MIN_STEP_SPREAD = 2.0
 MIN_LOG_TEXTURE_SPREAD = 0.1
 
 
+def _step_and_texture(gray, index_map):
+    """Give (class, step, texture) of one pair (see the module's text); None without a defect."""
+    mask = index_map > 0
+    if not mask.any() or mask.all():
+        return None
+    cls = int(np.bincount(index_map[mask]).argmax())
+    ring = default_ring(max(mask.shape))
+    step = gray[mask].mean() - gray[ring_around(mask, ring)].mean()
+    texture = np.abs(fine_detail(gray))
+    outside = texture[~mask].mean()
+    ratio = float(texture[mask].mean() / outside) if outside > 0 else float("nan")
+    return cls, float(step), ratio
+
+
 def pair_measures(rgb, index_map):
     """
     Give (class, score, step, texture) of one pair (see the module's text); None without a defect.
@@ -37,17 +51,21 @@ def pair_measures(rgb, index_map):
     :param rgb: uint8 [H x W x 3]; :param index_map: integer [H x W] class map (0 = background).
     """
     index_map = np.asarray(index_map)
-    mask = index_map > 0
-    if not mask.any() or mask.all():
-        return None
     gray = to_gray(rgb)
-    cls = int(np.bincount(index_map[mask]).argmax())
-    ring = default_ring(max(mask.shape))
-    step = gray[mask].mean() - gray[ring_around(mask, ring)].mean()
-    texture = np.abs(fine_detail(gray))
-    outside = texture[~mask].mean()
-    ratio = float(texture[mask].mean() / outside) if outside > 0 else float("nan")
-    return cls, pair_score(gray, index_map), float(step), ratio
+    measures = _step_and_texture(gray, index_map)
+    if measures is None:
+        return None
+    cls, step, ratio = measures
+    return cls, pair_score(gray, index_map), step, ratio
+
+
+def _class_step_log_texture(rgb, index_map):
+    """Give (class, step, log texture) of one pair; None without a defect or a texture to measure."""
+    measures = _step_and_texture(to_gray(rgb), np.asarray(index_map))
+    if measures is None or not (np.isfinite(measures[2]) and measures[2] > 0):
+        return None
+    cls, step, ratio = measures
+    return cls, step, float(np.log(ratio))
 
 
 def _robust_spread(values, floor):
@@ -64,9 +82,9 @@ def class_references(images, masks, num_defect):
     """
     per_class = {}
     for rgb, index_map in zip(images, masks):
-        m = pair_measures(rgb, index_map)
-        if m is not None and 1 <= m[0] <= num_defect and np.isfinite(m[3]) and m[3] > 0:
-            per_class.setdefault(m[0], []).append((m[2], np.log(m[3])))
+        m = _class_step_log_texture(rgb, index_map)
+        if m is not None and 1 <= m[0] <= num_defect:
+            per_class.setdefault(m[0], []).append(m[1:])
     refs = {}
     for k, rows in sorted(per_class.items()):
         steps, logs = np.array(rows).T
@@ -86,11 +104,12 @@ def realism_distances(images, masks, references):
     """
     out = []
     for rgb, index_map in zip(images, masks):
-        m = pair_measures(rgb, index_map)
-        if m is None or m[0] not in references or not (np.isfinite(m[3]) and m[3] > 0):
+        m = _class_step_log_texture(rgb, index_map)
+        if m is None or m[0] not in references:
             out.append(None)
             continue
-        step_med, step_spread, log_med, log_spread = references[m[0]]
-        distance = abs(m[2] - step_med) / step_spread + abs(np.log(m[3]) - log_med) / log_spread
+        cls, step, log_texture = m
+        step_med, step_spread, log_med, log_spread = references[cls]
+        distance = abs(step - step_med) / step_spread + abs(log_texture - log_med) / log_spread
         out.append(round(float(distance), 4))
     return out

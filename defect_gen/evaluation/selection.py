@@ -75,14 +75,15 @@ def select_synthetic(
         taken = [0] * num_defect
         indices = []
         order = range(len(syn_cls))
-        if how == "scored":
-            if scores is None or len(scores) != len(syn_cls):
-                raise ValueError("selection scored needs one score per synthetic pair")
-            order = sorted(order, key=lambda i: -np.inf if scores[i] is None else -scores[i])
-        if how == "realistic":
-            if distances is None or len(distances) != len(syn_cls):
-                raise ValueError("selection realistic needs one realism distance per synthetic pair")
-            order = sorted(order, key=lambda i: np.inf if distances[i] is None else distances[i])
+        if how in ("scored", "realistic"):
+            what, values, sign = {
+                "scored": ("score", scores, -1),  # highest first
+                "realistic": ("realism distance", distances, 1),  # nearest first
+            }[how]
+            if values is None or len(values) != len(syn_cls):
+                raise ValueError(f"selection {how} needs one {what} per synthetic pair")
+            # None (nothing to rank) goes last; sorted() keeps file order among ties
+            order = sorted(order, key=lambda i: np.inf if values[i] is None else sign * values[i])
         for i in order:
             k = syn_cls[i]
             if k and taken[k - 1] < quotas[k - 1]:
