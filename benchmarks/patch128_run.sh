@@ -27,7 +27,7 @@
 #             and e, and the same pairs copied by scripts/select_pairs.py (row d from the cache: the
 #             same pairs give the same trainings)
 #   confirm20 the verdict rows a, a+good, c and d (the README recipe's set: the select_pairs.py copy of the
-#             realistic 50) on CONFIRM_SEEDS seeds (20: seeds 0-9 from the cache, 10-19 new), a length
+#             realistic 50), then e (tuned copy-paste + the same 50), on CONFIRM_SEEDS seeds (20: seeds 0-9 from the cache, 10-19 new), a length
 #             fixed before any of seeds 10-19 was trained (docs/results.md run 7)
 # Every segmenter training is kept in $R/cache (evaluate --cache), so a stage stopped midway resumes where
 # it stopped, and the stages share the rows they have in common (the baselines train once).
@@ -124,6 +124,7 @@ if run pool200; then
   $PY benchmarks/pair_realism.py --data_dir "$DATA" --resolution 128 $R/s/flip_128_9k \
     $R/s/flip200_128_9k || exit 1
   for regime in d e; do
+    out=$R/eval128_confirm20; [ $regime = e ] && out=${out}_e
     $E --tuned $R/tune128/tune.json --synthetic flip200_128_9k=$R/s/flip200_128_9k \
       --synthetic_count $((4 * N)) --synthetic_share 0.25 --seeds "$SEEDS" --baselines real,copy_paste \
       --regimes $regime --out $R/eval128_pool200_$regime || exit 1
@@ -140,7 +141,10 @@ if run realistic; then
     --regimes d --out $R/eval128_selected || exit 1
 fi
 if run confirm20; then
-  $E --tuned $R/tune128/tune.json --synthetic flip200_realistic=$R/s/realistic50_128_9k \
-    --synthetic_count $N --synthetic_share 0.25 --seeds "$CONFIRM_SEEDS" --baselines real,copy_paste \
-    --regimes d --out $R/eval128_confirm20 || exit 1
+  for regime in d e; do
+    out=$R/eval128_confirm20; [ $regime = e ] && out=${out}_e
+    $E --tuned $R/tune128/tune.json --synthetic flip200_realistic=$R/s/realistic50_128_9k \
+      --synthetic_count $N --synthetic_share 0.25 --seeds "$CONFIRM_SEEDS" --baselines real,copy_paste \
+      --regimes $regime --out "$out" || exit 1
+  done
 fi
