@@ -27,14 +27,16 @@
 #             and e, and the same pairs copied by scripts/select_pairs.py (row d from the cache: the
 #             same pairs give the same trainings)
 #   confirm20 the verdict rows a, a+good, c and d (the README recipe's set: the select_pairs.py copy of the
-#             realistic 50), then e (tuned copy-paste + the same 50), on CONFIRM_SEEDS seeds (20: seeds 0-9 from the cache, 10-19 new), a length
-#             fixed before any of seeds 10-19 was trained (docs/results.md run 7)
+#             realistic 50), then e (tuned copy-paste + the same 50), on CONFIRM_SEEDS seeds (20: seeds
+#             0-9 from the cache, 10-19 new), a length fixed before any of seeds 10-19 was trained
+#             (docs/results.md run 7)
 # Every segmenter training is kept in $R/cache (evaluate --cache), so a stage stopped midway resumes where
 # it stopped, and the stages share the rows they have in common (the baselines train once).
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 cd "$(dirname "$0")/.." || exit 1
 R=${R:-$HOME/defect-gen-runs/p128}; DATA=${DATA:-../shared/data/magnetic_tile_dev}; PY=${PYTHON:-python}
-SEEDS=${SEEDS:-10}; CONFIRM_SEEDS=${CONFIRM_SEEDS:-20}; SWEEP_SEEDS=${SWEEP_SEEDS:-$SEEDS}; WORKERS=${WORKERS:-2}; STAGE=${STAGE:-all}
+SEEDS=${SEEDS:-10}; CONFIRM_SEEDS=${CONFIRM_SEEDS:-20}; SWEEP_SEEDS=${SWEEP_SEEDS:-$SEEDS}
+WORKERS=${WORKERS:-2}; STAGE=${STAGE:-all}
 PER_CLASS=${PER_CLASS:-10}; PER_CLASS_CMP=${PER_CLASS_CMP:-2}
 SAMPLE="$PY scripts/sample.py --large_recep $R/large --step_inference 400 --timestep_respacing 50 \
    --batch_size 25 --device cpu --no_progress --mode inpaint --mask_source train --size 128 --data_dir $DATA"
@@ -124,7 +126,6 @@ if run pool200; then
   $PY benchmarks/pair_realism.py --data_dir "$DATA" --resolution 128 $R/s/flip_128_9k \
     $R/s/flip200_128_9k || exit 1
   for regime in d e; do
-    out=$R/eval128_confirm20; [ $regime = e ] && out=${out}_e
     $E --tuned $R/tune128/tune.json --synthetic flip200_128_9k=$R/s/flip200_128_9k \
       --synthetic_count $((4 * N)) --synthetic_share 0.25 --seeds "$SEEDS" --baselines real,copy_paste \
       --regimes $regime --out $R/eval128_pool200_$regime || exit 1
