@@ -136,6 +136,7 @@ OPTION_RULES = {
         "num_train_per_type": Rule("int", 1, 10**6),
         "resolution": Rule("int", 8, 4096),
         "seeds": Rule("int", 1, 1000),
+        "first_seed": Rule("int", 0, 10**6),
         "iterations": Rule("int", 1, MAX_STEPS),
         "batch_size": Rule("int", 1, MAX_BATCH),
         "lr": Rule("float", 0, 10, open_lo=True),

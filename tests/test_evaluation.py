@@ -598,6 +598,29 @@ def test_worker_processes_give_the_same_rows_as_one_process(tmp_path):
             np.testing.assert_array_equal(one["confusion"], two["confusion"])
 
 
+def test_first_seed_trains_the_same_seeds_as_a_run_from_seed_0(tmp_path):
+    """--first_seed 1 --seeds 1 is seed 1 of a two-seed run: a later run can add seeds to an earlier."""
+    data = write_official_dataset(tmp_path / "data")
+    rows = {}
+    for first, count in ((0, 2), (1, 1)):
+        config = EvalConfig(
+            data_dir=str(data),
+            num_train_per_type=2,
+            resolution=32,
+            seeds=count,
+            first_seed=first,
+            modes=("a",),
+            bootstrap_resamples=0,
+            train=TrainSettings(iterations=3, batch_size=2, width=8),
+        )
+        report = run_evaluation(config).report
+        assert report["config"]["seed_list"] == list(range(first, first + count))
+        rows[first] = report["segmentation"]["rows"]["a"]["per_seed"]
+    assert [r["seed"] for r in rows[0]] == [0, 1] and [r["seed"] for r in rows[1]] == [1]
+    np.testing.assert_array_equal(rows[1][0]["confusion"], rows[0][1]["confusion"])
+    assert not np.array_equal(rows[0][0]["confusion"], rows[0][1]["confusion"])
+
+
 @pytest.mark.parametrize("problem", ["missing", "value"])
 def test_bad_synthetic_folder_exits_2_with_one_error_line(tmp_path, problem):
     data = write_official_dataset(tmp_path / "data")

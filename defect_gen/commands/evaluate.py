@@ -99,7 +99,15 @@ def parse_args(argv=None):
         "--seeds",
         type=int,
         default=10,
-        help="number of seeds (0..N-1) per row (10: every row a verdict compares)",
+        help="number of seeds per row (10: every row a verdict compares)",
+    )
+    p.add_argument(
+        "--first_seed",
+        type=int,
+        default=0,
+        help="the rows train seeds FIRST..FIRST+N-1 (default 0): a run that adds new seeds to an "
+        "earlier one, e.g. --first_seed 20 --seeds 12 for seeds 20-31 (benchmarks/compare_rows.py "
+        "compares rows across reports, seed by seed)",
     )
     p.add_argument(
         "--iterations",
@@ -327,6 +335,7 @@ def main(argv=None):
         synthetic=[parse_synthetic_arg(v) for v in args.synthetic or []],
         resolution=args.resolution,
         seeds=args.seeds,
+        first_seed=args.first_seed,
         baselines=_baselines(args.baselines),
         regimes=tuple(r.strip() for r in args.regimes.split(",") if r.strip()),
         modes=tuple(args.modes.split(",")) if args.modes else None,

@@ -46,6 +46,7 @@ class EvalConfig:
     synthetic: object = None
     resolution: int = 128
     seeds: int = 10
+    first_seed: int = 0  # the rows train seeds first_seed .. first_seed + seeds - 1
     baselines: tuple = ("a", "b", "c")
     regimes: tuple = ("d", "e")
     modes: Optional[tuple] = None  # letters out of a..e; when given, replaces baselines / regimes
@@ -172,12 +173,18 @@ def row_key(regime, name, ratio, many_ratios):
     return f"{regime}:{name}@{ratio:g}" if many_ratios else f"{regime}:{name}"
 
 
+def seed_list(config):
+    """Give the seeds every row trains: first_seed, first_seed + 1, ... (config.seeds of them)."""
+    return range(config.first_seed, config.first_seed + config.seeds)
+
+
 def check_config(config):
     """Raise EvaluationError for the first setting out of range (before any data is read)."""
     rs = ratios(config)
     checks = [
         (config.resolution >= 8, f"--resolution must be at least 8, got {config.resolution}"),
         (config.seeds >= 1, f"--seeds must be at least 1, got {config.seeds}"),
+        (config.first_seed >= 0, f"--first_seed must be >= 0, got {config.first_seed}"),
         (
             bool(rs) and all(r > 0 for r in rs),
             f"--synthetic_ratio values must be > 0, got {', '.join(f'{r:g}' for r in rs)}",
@@ -216,7 +223,7 @@ def jsonable_config(config, sets, baselines, regimes):
     cfg["modes"] = list(config.modes) if config.modes is not None else None
     cfg["synthetic_ratio"] = list(ratios(config))
     cfg["train"]["channel_mult"] = list(config.train.channel_mult)
-    cfg["seed_list"] = list(range(config.seeds))
+    cfg["seed_list"] = list(seed_list(config))
     return cfg
 
 

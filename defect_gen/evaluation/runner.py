@@ -39,6 +39,7 @@ from .plan import (
     ratios,
     resolve_rows,
     row_plan,
+    seed_list,
     synthetic_sets,
 )
 from .segnet import SegNet
@@ -266,7 +267,7 @@ def _jobs(config, plan, real, loaded, weights, good, target):
         if syn is not None and r.share is not None:
             streams["synthetic_share"] = r.share
         rows_meta[key] = (label, description, family, name, r, syn, streams)
-        for seed in range(config.seeds):
+        for seed in seed_list(config):
             kwargs = dict(
                 num_classes=num_classes,
                 settings=config.train,
@@ -321,7 +322,7 @@ def _rows(config, rows_meta, results, real):
     num_classes = real.num_defect + 1
     rows, per_image = {}, {}
     for key, (label, description, family, name, r, syn, streams) in rows_meta.items():
-        runs = [results[key, seed][0] for seed in range(config.seeds)]
+        runs = [results[key, seed][0] for seed in seed_list(config)]
         rows[key] = {
             "name": label,
             "description": description,
@@ -336,7 +337,7 @@ def _rows(config, rows_meta, results, real):
             "per_seed": runs,
             "summary": summarise(runs, num_classes),
         }
-        per_image[key] = np.stack([results[key, seed][1] for seed in range(config.seeds)])
+        per_image[key] = np.stack([results[key, seed][1] for seed in seed_list(config)])
     return rows, per_image
 
 
