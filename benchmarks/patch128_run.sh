@@ -2,7 +2,8 @@
 # docs/results.md runs 4 to 7: the CPU patch recipe's sets and the benchmark at 128 px, this checkout.
 # Needs the two generators trained as README "A CPU patch recipe" says, in $R/small and $R/large, and
 # for the longer stage the small one trained on to 9000 steps in $R/small9k.
-# Stages (STAGE=sample|seams|tune|evaluate|texture|sweep|band|longer|flip8|pool200|realistic|confirm20|all):
+# Stages (STAGE=sample|seams|tune|evaluate|texture|sweep|band|longer|flip8|pool200|realistic|confirm20|
+#         replicate|all):
 #   sample    the benchmark set (PER_CLASS x 5 pairs) and three small sets that compare the large model
 #             skipped / downscaled and the band harmonized or not
 #   seams     their seam figures
@@ -30,12 +31,17 @@
 #             realistic 50), then e (tuned copy-paste + the same 50), on CONFIRM_SEEDS seeds (20: seeds
 #             0-9 from the cache, 10-19 new), a length fixed before any of seeds 10-19 was trained
 #             (docs/results.md run 7)
+#   replicate the README recipe from scratch in $R/recipe (its three commands: train the small model, draw
+#             the pool of 200 under mpirun -n 2, keep the realistic 50), then rows a, a+good, c (run 4's
+#             tuned settings, given as flags) and d on REPLICATE_SEEDS seeds from seed 20 (seed numbers
+#             no earlier run used), a length fixed before the run (docs/results.md run 8)
 # Every segmenter training is kept in $R/cache (evaluate --cache), so a stage stopped midway resumes where
 # it stopped, and the stages share the rows they have in common (the baselines train once).
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 cd "$(dirname "$0")/.." || exit 1
 R=${R:-$HOME/defect-gen-runs/p128}; DATA=${DATA:-../shared/data/magnetic_tile_dev}; PY=${PYTHON:-python}
 SEEDS=${SEEDS:-10}; CONFIRM_SEEDS=${CONFIRM_SEEDS:-20}; SWEEP_SEEDS=${SWEEP_SEEDS:-$SEEDS}
+REPLICATE_SEEDS=${REPLICATE_SEEDS:-20}
 WORKERS=${WORKERS:-2}; STAGE=${STAGE:-all}
 PER_CLASS=${PER_CLASS:-10}; PER_CLASS_CMP=${PER_CLASS_CMP:-2}
 SAMPLE="$PY scripts/sample.py --large_recep $R/large --step_inference 400 --timestep_respacing 50 \
@@ -148,4 +154,19 @@ if run confirm20; then
       --synthetic_count $N --synthetic_share 0.25 --seeds "$CONFIRM_SEEDS" --baselines real,copy_paste \
       --regimes $regime --out "$out" || exit 1
   done
+fi
+if run replicate; then
+  need_mpirun
+  Q=$R/recipe
+  # train.py resumes a finished or interrupted run from its latest checkpoint
+  $PY scripts/train.py --config configs/cpu_patch128.yaml --work_dir $Q/small --data_dir $DATA || exit 1
+  mpirun -n 2 $PY scripts/sample.py --small_recep $Q/small --timestep_respacing 50 --mode inpaint \
+    --mask_source train --per_class 40 --size 128 --band 2 --mask_transform flip --data_dir $DATA \
+    --no_progress --sample_dir $Q/pool200 || exit 1
+  [ -d $Q/realistic50 ] || $PY scripts/select_pairs.py --source $Q/pool200 --dest $Q/realistic50 \
+    --count 50 --data_dir $DATA || exit 1
+  $E --copy_paste_probability 1 --copy_paste_blend poisson --copy_paste_feather 2 \
+    --synthetic flip200_realistic=$Q/realistic50 --synthetic_count $N --synthetic_share 0.25 \
+    --first_seed 20 --seeds "$REPLICATE_SEEDS" --baselines real,copy_paste --regimes d \
+    --out $R/eval128_run8 || exit 1
 fi
