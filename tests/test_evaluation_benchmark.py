@@ -433,6 +433,30 @@ def test_compare_rows_pairs_seeds_across_reports(tmp_path, capsys):
         module.main([top, "d:top", str(tmp_path / "bad.json"), "d:all"])
 
 
+def test_pool_runs_t_quantile_matches_the_table_and_pools_both_runs(tmp_path, capsys):
+    module = load_script("pool_runs", "benchmarks")
+    for df in (1, 2, 5, 9, 19, 30):  # the 95% table stats.py ships, to its 3 decimals
+        assert module.t_quantile(0.975, df) == pytest.approx(stats.t_quantile_975(df), abs=6e-4)
+    assert module.t_quantile(0.995, 10) == pytest.approx(3.169, abs=6e-4)  # a 99% table value
+    seeds = range(20, 23)
+    rows = {
+        key: {"per_seed": [{"seed": s, "miou_fg": v} for s, v in zip(seeds, values)]}
+        for key, values in (("a+good", [0.1] * 3), ("c", [0.2] * 3), ("d:x", [0.2, 0.3, 0.4]))
+    }
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({"config": {}, "segmentation": {"rows": rows}}))
+    assert module.main([str(path), "d:x", "--confidence", "0.95"]) == 0
+    out = capsys.readouterr().out
+    # run 8 alone: deltas 0.1, 0.2, 0.3 against a+good -> +0.200 +- 4.303 * 0.1 / sqrt(3)
+    assert "d - a+good run 8 alone n= 3  +0.200 [-0.048, +0.448]" in out
+    pooled = [d - b for d, b in zip(module.RUN7["d"], module.RUN7["c"])] + [0.0, 0.1, 0.2]
+    assert f"d - c      runs 7 + 8  n=23  {np.mean(pooled):+.3f}" in out
+    del rows["c"]
+    path.write_text(json.dumps({"config": {}, "segmentation": {"rows": rows}}))
+    with pytest.raises(SystemExit, match="no row 'c'"):
+        module.main([str(path), "d:x"])
+
+
 def test_pair_realism_figure_puts_each_class_first_pairs_in_its_row():
     module = load_script("pair_realism", "benchmarks")
     side, gap = 16, 4
