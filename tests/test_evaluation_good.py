@@ -236,6 +236,7 @@ def test_count_and_share_rows_and_refusals(tmp_path, capsys):
         (["--num_good", "-1"], "--num_good"),
         (["--copy_paste_feather", "inf"], "--copy_paste_feather"),
         (["--copy_paste_probability", "1.5"], "--copy_paste_probability"),
+        (["--first_seed", "-1"], "--first_seed"),
     ):
         code, err = _run(tmp_path, capsys, base + extra + ["--out", str(out)] + TINY)
         assert code == 2 and len(err) == 1 and needle in err[0], (extra, err)
@@ -261,6 +262,10 @@ def test_count_and_share_rows_and_refusals(tmp_path, capsys):
     )
     md = (out / "report.md").read_text()
     assert f"Baseline (a) = row **{best}**" in md
+    tune = ["--data_dir", str(data), "--num_train_per_type", "2", "--tune", "--first_seed", "3"]
+    code, err = _run(tmp_path, capsys, tune + ["--out", str(tmp_path / "t")] + TINY)
+    assert code == 2 and len(err) == 1 and "--first_seed" in err[0], err
+    assert not (tmp_path / "t").exists()
 
 
 def test_amount_parsing():

@@ -374,6 +374,8 @@ def main(argv=None):
         raise EvaluationError("--modes replaces --baselines and --regimes; give one or the other")
     if args.tune and (args.synthetic or args.modes):
         raise EvaluationError("--tune runs regime (a) on the training pairs only; drop --synthetic")
+    if args.tune and args.first_seed:
+        raise EvaluationError("--first_seed: --tune trains seed 0 on every fold; drop --first_seed")
     # Fail before minutes of training, not after; the folder itself is made by the report
     # writers, so a refused run leaves nothing behind.
     check_config(config)
