@@ -34,7 +34,8 @@
 #   replicate the README recipe from scratch in $R/recipe (its three commands: train the small model, draw
 #             the pool of 200 under mpirun -n 2, keep the realistic 50), then rows a, a+good, c (run 4's
 #             tuned settings, given as flags) and d on REPLICATE_SEEDS seeds from seed 20 (seed numbers
-#             no earlier run used), a length fixed before the run (docs/results.md run 8)
+#             no earlier run used), then e (tuned copy-paste + the same 50); a length fixed before the
+#             run (docs/results.md run 8)
 # Every segmenter training is kept in $R/cache (evaluate --cache), so a stage stopped midway resumes where
 # it stopped, and the stages share the rows they have in common (the baselines train once).
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
@@ -165,8 +166,11 @@ if run replicate; then
     --no_progress --sample_dir $Q/pool200 || exit 1
   [ -d $Q/realistic50 ] || $PY scripts/select_pairs.py --source $Q/pool200 --dest $Q/realistic50 \
     --count 50 --data_dir $DATA || exit 1
-  $E --copy_paste_probability 1 --copy_paste_blend poisson --copy_paste_feather 2 \
-    --synthetic flip200_realistic=$Q/realistic50 --synthetic_count $N --synthetic_share 0.25 \
-    --first_seed 20 --seeds "$REPLICATE_SEEDS" --baselines real,copy_paste --regimes d \
-    --out $R/eval128_run8 || exit 1
+  for regime in d e; do
+    out=$R/eval128_run8; [ $regime = e ] && out=${out}_e
+    $E --copy_paste_probability 1 --copy_paste_blend poisson --copy_paste_feather 2 \
+      --synthetic flip200_realistic=$Q/realistic50 --synthetic_count $N --synthetic_share 0.25 \
+      --first_seed 20 --seeds "$REPLICATE_SEEDS" --baselines real,copy_paste --regimes $regime \
+      --out "$out" || exit 1
+  done
 fi
