@@ -1,7 +1,8 @@
 #!/bin/bash
-# docs/results.md runs 4 to 7: the CPU patch recipe's sets and the benchmark at 128 px, this checkout.
+# docs/results.md runs 4 to 8: the CPU patch recipe's sets and the benchmark at 128 px, this checkout.
 # Needs the two generators trained as README "A CPU patch recipe" says, in $R/small and $R/large, and
-# for the longer stage the small one trained on to 9000 steps in $R/small9k.
+# for the longer stage the small one trained on to 9000 steps in $R/small9k; stage replicate trains its
+# own small model.
 # Stages (STAGE=sample|seams|tune|evaluate|texture|sweep|band|longer|flip8|pool200|realistic|confirm20|
 #         replicate|all):
 #   sample    the benchmark set (PER_CLASS x 5 pairs) and three small sets that compare the large model
