@@ -34,8 +34,9 @@ and runs sharing the folder share their common rows.
 
     python scripts/evaluate.py --data_dir D --num_train_per_type 5 --synthetic NAME=DIR ... \
         --out DIR [--resolution 128] [--seeds 10] [--first_seed 0] \
-        [--synthetic_ratio 1 | 0.5,1,2,3] [--synthetic_count 25,100,400] [--synthetic_share 0.25,0.5] [--num_good N] \
-        [--copy_paste_target good|defective|both] [--copy_paste_blend alpha|poisson] \
+        [--synthetic_ratio 1 | 0.5,1,2,3] [--synthetic_count 25,100,400] \
+        [--synthetic_share 0.25,0.5] [--num_good N] [--copy_paste_target good|defective|both] \
+        [--copy_paste_blend alpha|poisson] \
         [--synthetic_select first|defect|balanced|scored|realistic] \
         [--baselines real,classic,copy_paste] [--regimes d,e] [--allow_overlap]
     python scripts/evaluate.py --data_dir D --num_train_per_type 5 --out DIR --tune \
