@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_rows import load_row  # noqa: E402
+from compare_rows import load_row  # noqa: E402  (it puts the checkout on sys.path)
+
+from defect_gen.evaluation.stats import paired_interval  # noqa: E402
 
 RUN7 = {
     "a+good": [0.068, 0.162, 0.129, 0.206, 0.172, 0.218, 0.157, 0.131, 0.240, 0.234,
@@ -53,11 +55,10 @@ def t_quantile(p, df):
 
 
 def interval(deltas, confidence):
-    """Give (mean, std, lo, hi) of the deltas: mean +- t std / sqrt(n) at the two-sided confidence."""
-    d = np.asarray(deltas, dtype=np.float64)
-    n, mean, std = d.size, float(d.mean()), float(d.std(ddof=1))
-    half = t_quantile(1 - (1 - confidence) / 2, n - 1) * std / math.sqrt(n)
-    return mean, std, mean - half, mean + half
+    """Give (mean, std, lo, hi): the benchmark's paired t interval, at the two-sided confidence."""
+    ci = paired_interval(deltas)
+    half = t_quantile(1 - (1 - confidence) / 2, ci["n"] - 1) * ci["std"] / math.sqrt(ci["n"])
+    return ci["mean"], ci["std"], ci["mean"] - half, ci["mean"] + half
 
 
 def main(argv=None):
