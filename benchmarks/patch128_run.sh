@@ -4,7 +4,7 @@
 # for the longer stage the small one trained on to 9000 steps in $R/small9k; stage replicate trains its
 # own small model.
 # Stages (STAGE=sample|seams|tune|evaluate|texture|sweep|band|longer|flip8|pool200|realistic|confirm20|
-#         replicate|all):
+#         replicate|pool400|all):
 #   sample    the benchmark set (PER_CLASS x 5 pairs) and three small sets that compare the large model
 #             skipped / downscaled and the band harmonized or not
 #   seams     their seam figures
@@ -37,13 +37,17 @@
 #             tuned settings, given as flags) and d on REPLICATE_SEEDS seeds from seed 20 (seed numbers
 #             no earlier run used), then e (tuned copy-paste + the same 50); a length fixed before the
 #             run (docs/results.md run 8)
+#   pool400   run 8's next step: the README recipe with a pool of 400 (--per_class 80) and the realistic
+#             100 of it, in $R/recipe (the small model is trained there if it is not yet), then rows a,
+#             a+good, c and d (the 100 at share 0.25) on POOL400_SEEDS seeds from seed 40, seed by seed
+#             (docs/results.md run 9)
 # Every segmenter training is kept in $R/cache (evaluate --cache), so a stage stopped midway resumes where
 # it stopped, and the stages share the rows they have in common (the baselines train once).
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 cd "$(dirname "$0")/.." || exit 1
 R=${R:-$HOME/defect-gen-runs/p128}; DATA=${DATA:-../shared/data/magnetic_tile_dev}; PY=${PYTHON:-python}
 SEEDS=${SEEDS:-10}; CONFIRM_SEEDS=${CONFIRM_SEEDS:-20}; SWEEP_SEEDS=${SWEEP_SEEDS:-$SEEDS}
-REPLICATE_SEEDS=${REPLICATE_SEEDS:-20}
+REPLICATE_SEEDS=${REPLICATE_SEEDS:-20}; POOL400_SEEDS=${POOL400_SEEDS:-20}
 WORKERS=${WORKERS:-2}; STAGE=${STAGE:-all}
 PER_CLASS=${PER_CLASS:-10}; PER_CLASS_CMP=${PER_CLASS_CMP:-2}
 SAMPLE="$PY scripts/sample.py --large_recep $R/large --step_inference 400 --timestep_respacing 50 \
@@ -174,4 +178,19 @@ if run replicate; then
       --first_seed 20 --seeds "$REPLICATE_SEEDS" --baselines real,copy_paste --regimes $regime \
       --out "$out" || exit 1
   done
+fi
+if run pool400; then
+  need_mpirun
+  Q=$R/recipe
+  $PY scripts/train.py --config configs/cpu_patch128.yaml --work_dir $Q/small --data_dir $DATA || exit 1
+  mpirun -n 2 $PY scripts/sample.py --small_recep $Q/small --timestep_respacing 50 --mode inpaint \
+    --mask_source train --per_class 80 --size 128 --band 2 --mask_transform flip --data_dir $DATA \
+    --no_progress --sample_dir $Q/pool400 || exit 1
+  [ -d $Q/realistic100 ] || $PY scripts/select_pairs.py --source $Q/pool400 --dest $Q/realistic100 \
+    --count 100 --data_dir $DATA || exit 1
+  $PY benchmarks/pair_realism.py --data_dir "$DATA" --resolution 128 $Q/pool400 $Q/realistic100 || exit 1
+  $E --copy_paste_probability 1 --copy_paste_blend poisson --copy_paste_feather 2 \
+    --synthetic pool400_realistic=$Q/realistic100 --synthetic_count 100 --synthetic_share 0.25 \
+    --first_seed 40 --seeds "$POOL400_SEEDS" --baselines real,copy_paste --regimes d \
+    --out $R/eval128_run9 || exit 1
 fi
