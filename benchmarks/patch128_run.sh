@@ -59,7 +59,7 @@ SET="inpaint128=$R/s/inpaint128"
 N=$((5 * PER_CLASS))
 
 run() { [ "$STAGE" = "$1" ] || [ "$STAGE" = all ]; }
-need_mpirun() {  # the longer, flip8 and pool200 stages sample on both cores
+need_mpirun() {  # the stages that sample under mpirun -n 2
   command -v mpirun >/dev/null || { echo "mpirun not found: put .venv/bin on PATH"; exit 1; }
 }
 
@@ -161,36 +161,35 @@ if run confirm20; then
       --regimes $regime --out "$out" || exit 1
   done
 fi
-if run replicate; then
+# The README recipe in $R/recipe with a pool of 5 x $1 pairs and its realistic $2 (stages replicate and
+# pool400). train.py resumes a finished or interrupted run from its latest checkpoint.
+recipe_set() {
+  local Q=$R/recipe per_class=$1 count=$2
   need_mpirun
-  Q=$R/recipe
-  # train.py resumes a finished or interrupted run from its latest checkpoint
   $PY scripts/train.py --config configs/cpu_patch128.yaml --work_dir $Q/small --data_dir $DATA || exit 1
   mpirun -n 2 $PY scripts/sample.py --small_recep $Q/small --timestep_respacing 50 --mode inpaint \
-    --mask_source train --per_class 40 --size 128 --band 2 --mask_transform flip --data_dir $DATA \
-    --no_progress --sample_dir $Q/pool200 || exit 1
-  [ -d $Q/realistic50 ] || $PY scripts/select_pairs.py --source $Q/pool200 --dest $Q/realistic50 \
-    --count 50 --data_dir $DATA || exit 1
+    --mask_source train --per_class "$per_class" --size 128 --band 2 --mask_transform flip \
+    --data_dir $DATA --no_progress --sample_dir $Q/pool$((5 * per_class)) || exit 1
+  [ -d $Q/realistic$count ] || $PY scripts/select_pairs.py --source $Q/pool$((5 * per_class)) \
+    --dest $Q/realistic$count --count "$count" --data_dir $DATA || exit 1
+}
+# run 4's tuned copy-paste settings, given as flags
+TUNED_CP="--copy_paste_probability 1 --copy_paste_blend poisson --copy_paste_feather 2"
+
+if run replicate; then
+  recipe_set 40 50
   for regime in d e; do
     out=$R/eval128_run8; [ $regime = e ] && out=${out}_e
-    $E --copy_paste_probability 1 --copy_paste_blend poisson --copy_paste_feather 2 \
-      --synthetic flip200_realistic=$Q/realistic50 --synthetic_count $N --synthetic_share 0.25 \
-      --first_seed 20 --seeds "$REPLICATE_SEEDS" --baselines real,copy_paste --regimes $regime \
-      --out "$out" || exit 1
+    $E $TUNED_CP --synthetic flip200_realistic=$R/recipe/realistic50 --synthetic_count 50 \
+      --synthetic_share 0.25 --first_seed 20 --seeds "$REPLICATE_SEEDS" --baselines real,copy_paste \
+      --regimes $regime --out "$out" || exit 1
   done
 fi
 if run pool400; then
-  need_mpirun
-  Q=$R/recipe
-  $PY scripts/train.py --config configs/cpu_patch128.yaml --work_dir $Q/small --data_dir $DATA || exit 1
-  mpirun -n 2 $PY scripts/sample.py --small_recep $Q/small --timestep_respacing 50 --mode inpaint \
-    --mask_source train --per_class 80 --size 128 --band 2 --mask_transform flip --data_dir $DATA \
-    --no_progress --sample_dir $Q/pool400 || exit 1
-  [ -d $Q/realistic100 ] || $PY scripts/select_pairs.py --source $Q/pool400 --dest $Q/realistic100 \
-    --count 100 --data_dir $DATA || exit 1
-  $PY benchmarks/pair_realism.py --data_dir "$DATA" --resolution 128 $Q/pool400 $Q/realistic100 || exit 1
-  $E --copy_paste_probability 1 --copy_paste_blend poisson --copy_paste_feather 2 \
-    --synthetic pool400_realistic=$Q/realistic100 --synthetic_count 100 --synthetic_share 0.25 \
-    --first_seed 40 --seeds "$POOL400_SEEDS" --baselines real,copy_paste --regimes d \
-    --out $R/eval128_run9 || exit 1
+  recipe_set 80 100
+  $PY benchmarks/pair_realism.py --data_dir "$DATA" --resolution 128 $R/recipe/pool400 \
+    $R/recipe/realistic100 || exit 1
+  $E $TUNED_CP --synthetic pool400_realistic=$R/recipe/realistic100 --synthetic_count 100 \
+    --synthetic_share 0.25 --first_seed 40 --seeds "$POOL400_SEEDS" --baselines real,copy_paste \
+    --regimes d --out $R/eval128_run9 || exit 1
 fi
