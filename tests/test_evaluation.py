@@ -50,6 +50,8 @@ TINY = [
     "1",
     "--quiet",
 ]
+# --tune trains seed 0 on every fold and refuses --seeds
+TINY_TUNE = TINY[: TINY.index("--seeds")] + TINY[TINY.index("--seeds") + 2 :]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -12,6 +12,7 @@ from conftest import load_script, run_command
 from PIL import Image
 from test_evaluation import (
     TINY,
+    TINY_TUNE,
     synthetic_pairs,
     write_generator,
     write_official_dataset,
@@ -388,7 +389,7 @@ def test_tuning_folds_hold_every_type_and_never_read_validation_images(
 
     monkeypatch.setattr(data_mod, "read_pair", spy)
     args = ["--data_dir", str(data), "--num_train_per_type", "2", "--out", str(tmp_path / "t")]
-    args += ["--tune", "--tune_folds", "2", "--tune_grid", "lr=1e-3,2e-3"] + TINY
+    args += ["--tune", "--tune_folds", "2", "--tune_grid", "lr=1e-3,2e-3"] + TINY_TUNE
     assert load_script("evaluate").main(args) == 0
     out = capsys.readouterr().out
     assert out.startswith("tuned: --lr ")

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 from conftest import load_script, run_error
-from test_evaluation import TINY, synthetic_pairs, write_generator, write_synthetic
+from test_evaluation import TINY, TINY_TUNE, synthetic_pairs, write_generator, write_synthetic
 
 from defect_gen.data import toy as toy_data
 from defect_gen.evaluation import amount
@@ -262,10 +262,13 @@ def test_count_and_share_rows_and_refusals(tmp_path, capsys):
     )
     md = (out / "report.md").read_text()
     assert f"Baseline (a) = row **{best}**" in md
-    tune = ["--data_dir", str(data), "--num_train_per_type", "2", "--tune", "--first_seed", "3"]
-    code, err = _run(tmp_path, capsys, tune + ["--out", str(tmp_path / "t")] + TINY)
-    assert code == 2 and len(err) == 1 and "--first_seed" in err[0], err
-    assert not (tmp_path / "t").exists()
+    # --tune trains seed 0 on every fold: a seed setting given with it is refused, not ignored
+    tune = ["--data_dir", str(data), "--num_train_per_type", "2", "--tune"]
+    for extra in (["--first_seed", "3"], ["--seeds", "10"]):
+        args = tune + extra + ["--out", str(tmp_path / "t")] + TINY_TUNE
+        code, err = _run(tmp_path, capsys, args)
+        assert code == 2 and len(err) == 1 and extra[0] + ":" in err[0], (extra, err)
+        assert not (tmp_path / "t").exists()
 
 
 def test_amount_parsing():
@@ -298,7 +301,7 @@ def test_tuning_of_the_baselines_reads_training_data_only(tmp_path, capsys, monk
     out = tmp_path / "t"
     args = ["--data_dir", str(data), "--num_train_per_type", "3", "--out", str(out), "--tune"]
     args += ["--tune_folds", "3", "--tune_grid", "lr=1e-3"]
-    args += ["--tune_baseline_grid", "with_good=0,1;copy_paste_blend=alpha,poisson"] + TINY
+    args += ["--tune_baseline_grid", "with_good=0,1;copy_paste_blend=alpha,poisson"] + TINY_TUNE
     assert load_script("evaluate").main(args) == 0
     printed = capsys.readouterr().out
     assert "tuned baselines: --with_good " in printed
@@ -448,7 +451,7 @@ def test_tuning_the_baselines_alone_resumes_from_the_cache(tmp_path, capsys, mon
     calls = _count_trainings(monkeypatch)
     args = ["--data_dir", str(data), "--num_train_per_type", "3", "--tune", "--tune_folds", "3"]
     args += ["--tune_grid", "none", "--tune_baseline_grid", "copy_paste_probability=0.5,1"]
-    args += ["--cache", str(tmp_path / "cache")] + TINY
+    args += ["--cache", str(tmp_path / "cache")] + TINY_TUNE
     script = load_script("evaluate")
     assert script.main(args + ["--out", str(tmp_path / "t1")]) == 0
     # No segmenter grid and no with_good values: only (c)'s two points x 3 folds train.

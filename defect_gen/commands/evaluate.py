@@ -99,8 +99,9 @@ def parse_args(argv=None):
     p.add_argument(
         "--seeds",
         type=int,
-        default=10,
-        help="number of seeds per row (10: every row a verdict compares)",
+        default=None,
+        help="number of seeds per row (default 10: every row a verdict compares; not with --tune, "
+        "which trains seed 0 on every fold)",
     )
     p.add_argument(
         "--first_seed",
@@ -335,7 +336,7 @@ def main(argv=None):
         num_train_per_type=args.num_train_per_type,
         synthetic=[parse_synthetic_arg(v) for v in args.synthetic or []],
         resolution=args.resolution,
-        seeds=args.seeds,
+        seeds=EvalConfig.seeds if args.seeds is None else args.seeds,
         first_seed=args.first_seed,
         baselines=_baselines(args.baselines),
         regimes=tuple(r.strip() for r in args.regimes.split(",") if r.strip()),
@@ -375,8 +376,9 @@ def main(argv=None):
         raise EvaluationError("--modes replaces --baselines and --regimes; give one or the other")
     if args.tune and (args.synthetic or args.modes):
         raise EvaluationError("--tune runs regime (a) on the training pairs only; drop --synthetic")
-    if args.tune and args.first_seed:
-        raise EvaluationError("--first_seed: --tune trains seed 0 on every fold; drop --first_seed")
+    for flag, given in (("--seeds", args.seeds is not None), ("--first_seed", args.first_seed)):
+        if args.tune and given:
+            raise EvaluationError(f"{flag}: --tune trains seed 0 on every fold; drop {flag}")
     # Fail before minutes of training, not after; the folder itself is made by the report
     # writers, so a refused run leaves nothing behind.
     check_config(config)
