@@ -1,5 +1,5 @@
 #!/bin/bash
-# docs/results.md runs 4 to 8: the CPU patch recipe's sets and the benchmark at 128 px, this checkout.
+# docs/results.md runs 4 to 9: the CPU patch recipe's sets and the benchmark at 128 px, this checkout.
 # Needs the two generators trained as README "A CPU patch recipe" says, in $R/small and $R/large, and
 # for the longer stage the small one trained on to 9000 steps in $R/small9k; stage replicate trains its
 # own small model.
