@@ -1,8 +1,8 @@
 #!/bin/bash
 # docs/results.md runs 4 to 9: the CPU patch recipe's sets and the benchmark at 128 px, this checkout.
 # Needs the two generators trained as README "A CPU patch recipe" says, in $R/small and $R/large, and
-# for the longer stage the small one trained on to 9000 steps in $R/small9k; stage replicate trains its
-# own small model.
+# for the longer stage the small one trained on to 9000 steps in $R/small9k; stages replicate and pool400
+# train their own small model, in $R/recipe.
 # Stages (STAGE=sample|seams|tune|evaluate|texture|sweep|band|longer|flip8|pool200|realistic|confirm20|
 #         replicate|pool400|all):
 #   sample    the benchmark set (PER_CLASS x 5 pairs) and three small sets that compare the large model
